@@ -1,0 +1,13 @@
+//! loopgate's domain: the signal ledger and its storage, knowing nothing of chat
+//! platforms, mail or HTTP.
+
+pub mod clock;
+pub mod signal;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use signal::{Actor, Attachment, Conversation, Family, NewSignal, Signal, SignalId, SignalKind, Source, Trust, Urgency};
+pub use store::{Backend, Durability, IngestOutcome, Retention, SignalQuery, Store, StoreConfig, StoreError, SweepReport};
+
+#[cfg(feature = "testing")]
+pub mod testing;
