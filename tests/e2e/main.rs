@@ -1,1 +1,9 @@
+//! End-to-end tests of the `loopgate` service: the real application on port 0 with a
+//! fresh database each, and the real binary where a process boundary matters (kill -9,
+//! signals, CLI exit codes).
 
+mod cli;
+mod helpers;
+mod restart;
+mod signals_api;
+mod server;

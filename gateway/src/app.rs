@@ -1,0 +1,161 @@
+//! Startup shared by `main` and the tests: open the store, bind the port, serve until told
+//! to stop, then drain and close.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use loopgate_engine::{Clock, Store, SystemClock};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::http::{self, ApiToken, AppState};
+use crate::telemetry;
+
+/// A bound, ready-to-serve loopgate. `build` does all fallible setup, so `main` can report
+/// a bad database or a taken port before claiming to be up.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    settings: Settings,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Application::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+        let store = Store::open(&settings.store, clock)
+            .await
+            .with_context(|| format!("opening the database {}", redact_url(&settings.store.url)))?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("listening on {} (is another loopgate running?)", settings.listen))?;
+        let address = listener.local_addr()?;
+        let state = AppState {
+            store,
+            token: settings.api_token.as_deref().map(ApiToken::new),
+            identities: Arc::new(settings.identities.clone()),
+            metrics: telemetry::metrics_handle(),
+            channels: Arc::new(Vec::new()),
+        };
+        Ok(Application { listener, address, state, settings })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight
+    /// finish (at most the configured grace), commits queued writes and closes the store.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application { listener, address, state, settings } = self;
+        let store = state.store.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let sweeper = tokio::spawn(sweep_expired(store.clone(), settings.sweep_interval, stop_rx.clone()));
+        let app = http::router(state, settings.max_body_bytes);
+        let mut stop_server = stop_rx.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut stop_server).await });
+        tracing::info!(%address, backend = ?store.backend(), "loopgate is serving");
+
+        let mut server = std::pin::pin!(server.into_future());
+        let outcome = tokio::select! {
+            result = &mut server => result.context("the HTTP server failed"),
+            () = shutdown => {
+                tracing::info!("shutting down: no new connections, finishing requests in flight");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(settings.shutdown_grace, &mut server).await {
+                    Ok(result) => result.context("the HTTP server failed"),
+                    Err(_) => {
+                        tracing::warn!(grace = ?settings.shutdown_grace, "requests still in flight after the grace period; closing anyway");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        let _ = stop_tx.send(true);
+        let _ = sweeper.await;
+        store.close().await;
+        tracing::info!("loopgate stopped");
+        outcome
+    }
+}
+
+async fn sweep_expired(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(error) = store.sweep().await {
+                    tracing::warn!(%error, "sweeping expired signals failed");
+                }
+            }
+            () = stopped(&mut stop) => return,
+        }
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Hides a password in a database URL before it reaches a log or an error message.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/lg"), "postgres://app:***@db:5432/lg");
+        assert_eq!(redact_url("postgres://app@db/lg"), "postgres://app@db/lg");
+        assert_eq!(redact_url("sqlite://data/loopgate.db"), "sqlite://data/loopgate.db");
+    }
+}

@@ -1,0 +1,195 @@
+//! The command line: `serve`, `migrate`, `doctor`, `signal`.
+//!
+//! Output for people and scripts goes to stdout; logs go to stderr.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use loopgate_engine::{Actor, Conversation, NewSignal, SignalKind, Source, Store, SystemClock, Trust, Urgency};
+
+use crate::app::{Application, redact_url, shutdown_signal};
+use crate::config::{Config, ConfigSource, LogFormat, Settings};
+use crate::{doctor, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "loopgate", version, about = "A self-hosted personal execution layer that lives in your chat apps")]
+pub struct Cli {
+    /// Configuration file [default: config/loopgate.toml if present, else built-in defaults]
+    #[arg(long, global = true, env = "LOOPGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format, overriding `[log] format`
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: HTTP API, channels and background work
+    Serve,
+    /// Apply database migrations and exit
+    Migrate,
+    /// Check configuration, database and channels; print what is wrong and how to fix it
+    Doctor,
+    /// Record one signal from the shell
+    Signal(SignalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SignalArgs {
+    /// The text; `-` reads it from standard input
+    pub text: String,
+    #[arg(long, default_value = "cli")]
+    pub source: String,
+    #[arg(long, default_value = "message")]
+    pub kind: String,
+    /// The sender's platform id; a repeat with the same source and id is a duplicate
+    #[arg(long)]
+    pub external_id: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long)]
+    pub actor_name: Option<String>,
+    #[arg(long)]
+    pub conversation: Option<String>,
+    #[arg(long, value_parser = parse_urgency, default_value = "normal")]
+    pub urgency: Urgency,
+    /// When it happened (RFC 3339); default now
+    #[arg(long)]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Raw payload as JSON
+    #[arg(long)]
+    pub payload: Option<String>,
+    /// Mark the text as untrusted (it came from someone else, not from you)
+    #[arg(long)]
+    pub untrusted: bool,
+    /// Print the outcome as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_urgency(text: &str) -> Result<Urgency, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("{text:?} is not one of low, normal, high, critical"))
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Doctor = cli.command {
+        return doctor::run(cli.config.as_deref());
+    }
+    let settings = match load_settings(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("loopgate: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loopgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(settings).await,
+            Command::Signal(args) => signal(settings, args).await,
+            Command::Doctor => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("loopgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let (config, source) = Config::load(cli.config.as_deref(), std::env::vars())?;
+    let format = cli.log_format.unwrap_or(config.log.format);
+    telemetry::init_logging(format, &config.log.level);
+    let settings = config.resolve(&|name| std::env::var(name).ok())?;
+    if let ConfigSource::File(path) = &source {
+        tracing::debug!(config = %path.display(), "configuration loaded");
+    }
+    Ok(settings)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    app.run_until(shutdown_signal()).await
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.store, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&settings.store.url)))?;
+    let pending = store.pending_migrations().await?;
+    store.migrate().await.context("applying migrations")?;
+    store.close().await;
+    if pending.is_empty() {
+        println!("database is up to date");
+    } else {
+        for (version, description) in pending {
+            println!("applied migration {version}: {description}");
+        }
+    }
+    Ok(())
+}
+
+async fn signal(settings: Settings, args: SignalArgs) -> anyhow::Result<()> {
+    let text = if args.text == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading the text from standard input")?;
+        text
+    } else {
+        args.text
+    };
+    let source = Source::parse(&args.source)?;
+    let actor = args.actor.map(|id| Actor {
+        is_owner: settings.identities.is_owner(source.as_str(), &id),
+        id,
+        name: args.actor_name,
+    });
+    let signal = NewSignal {
+        kind: SignalKind::parse(&args.kind)?,
+        external_id: args.external_id,
+        actor,
+        conversation: args.conversation.map(|id| Conversation { id, title: None, thread_id: None, reply_to: None }),
+        text,
+        urgency: args.urgency,
+        occurred_at: args.occurred_at,
+        attachments: Vec::new(),
+        payload: args.payload.as_deref().map(serde_json::from_str).transpose().context("--payload is not valid JSON")?,
+        // Typed by the owner at their own shell, unless they say it is someone else's text.
+        trust: if args.untrusted { Trust::Untrusted } else { Trust::Trusted },
+        source,
+    };
+    let store = Store::open(&settings.store, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&settings.store.url)))?;
+    let outcome = store.ingest(signal).await;
+    store.close().await;
+    let outcome = outcome?;
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else if outcome.duplicate {
+        println!("signal {} was already recorded (duplicate)", outcome.id);
+    } else if outcome.merged {
+        println!("signal {} recorded (merged with an earlier identical signal)", outcome.id);
+    } else {
+        println!("signal {} recorded", outcome.id);
+    }
+    Ok(())
+}

@@ -1,0 +1,687 @@
+//! loopgate's one configuration file, its environment overrides and its validation.
+//!
+//! Loading is two steps. [`Config::load`] reads the TOML file and `LOOPGATE_<SECTION>__<KEY>`
+//! variables into typed structs, refusing unknown keys by name. [`Config::resolve`] then
+//! checks what types cannot (addresses, time zones, secrets that must exist) and collects
+//! every problem with a fix, so `doctor` can list them all at once.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use loopgate_engine::{Durability, Retention, StoreConfig};
+use loopgate_policies::Identities;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The file used when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config/loopgate.toml";
+pub const ENV_PREFIX: &str = "LOOPGATE_";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub owner: OwnerConfig,
+    pub signals: SignalsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Name of the environment variable holding the API bearer token.
+    pub api_token_env: Option<String>,
+    /// Or a file holding it (first line).
+    pub api_token_file: Option<PathBuf>,
+    /// Where the owner reaches this server from outside, for links and webhooks.
+    pub public_url: Option<String>,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: ConfigDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: "127.0.0.1:8787".into(),
+            api_token_env: None,
+            api_token_file: None,
+            public_url: None,
+            max_body_bytes: 256 * 1024,
+            shutdown_grace: ConfigDuration::secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// `"process"`: a commit survives a killed process (SQLite synchronous=NORMAL);
+    /// `"power_loss"`: it survives a power cut too, at one fsync per commit.
+    pub durability: DurabilityConfig,
+    pub max_connections: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            url: "sqlite://data/loopgate.db".into(),
+            data_dir: PathBuf::from("data"),
+            durability: DurabilityConfig::Process,
+            max_connections: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityConfig {
+    #[default]
+    Process,
+    PowerLoss,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnerConfig {
+    pub telegram_user_ids: Vec<i64>,
+    pub discord_user_ids: Vec<u64>,
+    pub emails: Vec<String>,
+    /// IANA name, e.g. `"Europe/Berlin"`.
+    pub timezone: String,
+    /// `"22:00-07:00"` in the owner's time zone: no pulses, no pings.
+    pub quiet_hours: Option<String>,
+}
+
+impl Default for OwnerConfig {
+    fn default() -> OwnerConfig {
+        OwnerConfig {
+            telegram_user_ids: Vec::new(),
+            discord_user_ids: Vec::new(),
+            emails: Vec::new(),
+            timezone: "UTC".into(),
+            quiet_hours: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsConfig {
+    pub retention: RetentionConfig,
+    /// How often expired signals are deleted.
+    pub sweep_interval: ConfigDuration,
+}
+
+impl Default for SignalsConfig {
+    fn default() -> SignalsConfig {
+        SignalsConfig { retention: RetentionConfig::default(), sweep_interval: ConfigDuration::secs(600) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub message: ConfigDuration,
+    pub email: ConfigDuration,
+    pub interaction: ConfigDuration,
+    pub schedule: ConfigDuration,
+    pub event: ConfigDuration,
+    pub receipts: ConfigDuration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> RetentionConfig {
+        let r = Retention::default();
+        let d = |d: chrono::Duration| ConfigDuration(d.to_std().expect("positive default"));
+        RetentionConfig {
+            message: d(r.message),
+            email: d(r.email),
+            interaction: d(r.interaction),
+            schedule: d(r.schedule),
+            event: d(r.event),
+            receipts: d(r.receipts),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter such as `"info"` or `"loopgate=debug,sqlx=warn"`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig { format: LogFormat::Human, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// A duration written as a string: `"90s"`, `"15m"`, `"2h"`, `"30d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    pub const fn secs(secs: u64) -> ConfigDuration {
+        ConfigDuration(Duration::from_secs(secs))
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ConfigDuration, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ConfigDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration string such as \"90s\", \"15m\", \"2h\" or \"30d\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<ConfigDuration, E> {
+                humantime::parse_duration(value.trim()).map(ConfigDuration).map_err(|e| {
+                    E::custom(format!("invalid duration {value:?} ({e}); write it like \"90s\", \"15m\", \"2h\" or \"30d\""))
+                })
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl Serialize for ConfigDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// Where the configuration came from, for messages.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Defaults,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::Defaults => f.write_str("built-in defaults (no config file)"),
+        }
+    }
+}
+
+/// One thing wrong with the configuration, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (fix: {})", self.key, self.problem, self.fix)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{0}")]
+    Parse(Box<figment::Error>),
+    #[error("the configuration has {} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl Config {
+    /// Reads the file (the explicit one, else `config/loopgate.toml` if present, else
+    /// nothing) and applies `LOOPGATE_<SECTION>__<KEY>` overrides from `env`.
+    pub fn load(
+        explicit: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, ConfigSource), ConfigError> {
+        let source = match explicit {
+            Some(path) if !path.exists() => return Err(ConfigError::Missing(path.to_owned())),
+            Some(path) => ConfigSource::File(path.to_owned()),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => ConfigSource::File(DEFAULT_CONFIG_PATH.into()),
+            None => ConfigSource::Defaults,
+        };
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let ConfigSource::File(path) = &source {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only variables with a section separator are overrides; others with the prefix
+        // (LOOPGATE_CONFIG, test helpers) are not configuration keys.
+        let overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(ENV_PREFIX).filter(|k| k.contains("__")).map(|k| (k.to_owned(), v)))
+            .collect();
+        figment = figment.merge(EnvOverrides(overrides));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        Ok((config, source))
+    }
+
+    /// Checks everything a type cannot and reads the secrets the config points at.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, problem: String, fix: &str| {
+            problems.push(Problem { key: key.into(), problem, fix: fix.into() })
+        };
+
+        let listen: Option<SocketAddr> = match self.server.listen.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                problem(
+                    "server.listen",
+                    format!("{:?} is not an address with a port", self.server.listen),
+                    "write it like \"127.0.0.1:8787\"",
+                );
+                None
+            }
+        };
+
+        let api_token = match (&self.server.api_token_env, &self.server.api_token_file) {
+            (Some(_), Some(_)) => {
+                problem(
+                    "server.api_token_env",
+                    "both api_token_env and api_token_file are set".into(),
+                    "keep one of them",
+                );
+                None
+            }
+            (Some(name), None) => match env(name).filter(|v| !v.trim().is_empty()) {
+                Some(token) => Some(token.trim().to_owned()),
+                None => {
+                    problem(
+                        "server.api_token_env",
+                        format!("the environment variable {name} is not set or empty"),
+                        &format!("export {name}=<a long random token>, or remove api_token_env"),
+                    );
+                    None
+                }
+            },
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => Some(text.lines().next().unwrap_or("").trim().to_owned()),
+                Ok(_) => {
+                    problem(
+                        "server.api_token_file",
+                        format!("{} is empty", path.display()),
+                        "write a long random token into it",
+                    );
+                    None
+                }
+                Err(e) => {
+                    problem(
+                        "server.api_token_file",
+                        format!("cannot read {}: {e}", path.display()),
+                        "point it at a readable file holding the token",
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if let Some(token) = &api_token {
+            if token.len() < 16 {
+                problem(
+                    "server.api_token_env",
+                    "the API token is shorter than 16 characters".into(),
+                    "use a long random token, e.g. from `openssl rand -hex 32`",
+                );
+            }
+        }
+        let no_token_configured = self.server.api_token_env.is_none() && self.server.api_token_file.is_none();
+        if let Some(addr) = listen {
+            if !addr.ip().is_loopback() && no_token_configured {
+                problem(
+                    "server.api_token_env",
+                    format!("server.listen is {addr}, reachable from other machines, but no API token is configured"),
+                    "set api_token_env = \"LOOPGATE_API_TOKEN\" and export that variable, or listen on 127.0.0.1",
+                );
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            problem("server.max_body_bytes", "is below 1024".into(), "use at least 1024 (the default is 262144)");
+        }
+        if let Some(url) = &self.server.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                problem("server.public_url", format!("{url:?} is not an http(s) URL"), "write it like \"https://loopgate.example.org\"");
+            }
+        }
+
+        let url = &self.storage.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            problem(
+                "storage.url",
+                format!("{url:?} is neither a SQLite nor a PostgreSQL URL"),
+                "use \"sqlite://data/loopgate.db\" or \"postgres://user@host/dbname\"",
+            );
+        }
+        if self.storage.max_connections == 0 {
+            problem("storage.max_connections", "is 0".into(), "use at least 1 (the default is 4)");
+        }
+
+        let timezone: Option<chrono_tz::Tz> = match self.owner.timezone.parse() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                problem(
+                    "owner.timezone",
+                    format!("{:?} is not an IANA time zone", self.owner.timezone),
+                    "use a name like \"Europe/Berlin\" or \"America/New_York\"",
+                );
+                None
+            }
+        };
+        let quiet_hours = match self.owner.quiet_hours.as_deref().map(QuietHours::parse).transpose() {
+            Ok(q) => q,
+            Err(reason) => {
+                problem("owner.quiet_hours", reason, "write it like \"22:00-07:00\"");
+                None
+            }
+        };
+        for email in &self.owner.emails {
+            if !email.contains('@') || email.trim() != email {
+                problem("owner.emails", format!("{email:?} is not an email address"), "list plain addresses like \"me@example.org\"");
+            }
+        }
+
+        let retention = &self.signals.retention;
+        for (key, value) in [
+            ("signals.retention.message", retention.message),
+            ("signals.retention.email", retention.email),
+            ("signals.retention.interaction", retention.interaction),
+            ("signals.retention.schedule", retention.schedule),
+            ("signals.retention.event", retention.event),
+            ("signals.retention.receipts", retention.receipts),
+            ("signals.sweep_interval", self.signals.sweep_interval),
+        ] {
+            if value.0 < Duration::from_secs(60) {
+                problem(key, format!("{} is under a minute", humantime::format_duration(value.0)), "use at least \"1m\"");
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            problem("log.level", format!("{:?} is not a log filter", self.log.level), "use \"info\", \"debug\" or \"loopgate=debug,sqlx=warn\"");
+        }
+
+        match (listen, timezone, problems.is_empty()) {
+            (Some(listen), Some(timezone), true) => Ok(Settings {
+                listen,
+                api_token,
+                max_body_bytes: self.server.max_body_bytes,
+                shutdown_grace: self.server.shutdown_grace.0,
+                store: self.store_config(),
+                data_dir: self.storage.data_dir.clone(),
+                identities: Identities::new(
+                    self.owner.telegram_user_ids.iter().map(ToString::to_string),
+                    self.owner.discord_user_ids.iter().map(ToString::to_string),
+                    self.owner.emails.iter().cloned(),
+                ),
+                timezone,
+                quiet_hours,
+                sweep_interval: self.signals.sweep_interval.0,
+            }),
+            _ => Err(ConfigError::Invalid(problems)),
+        }
+    }
+
+    fn store_config(&self) -> StoreConfig {
+        let r = &self.signals.retention;
+        let d = |d: ConfigDuration| chrono::Duration::from_std(d.0).unwrap_or(chrono::Duration::MAX);
+        StoreConfig {
+            url: self.storage.url.clone(),
+            durability: match self.storage.durability {
+                DurabilityConfig::Process => Durability::Process,
+                DurabilityConfig::PowerLoss => Durability::PowerLoss,
+            },
+            retention: Retention {
+                message: d(r.message),
+                email: d(r.email),
+                interaction: d(r.interaction),
+                schedule: d(r.schedule),
+                event: d(r.event),
+                receipts: d(r.receipts),
+            },
+            max_connections: self.storage.max_connections,
+        }
+    }
+}
+
+/// `SECTION__KEY=value` pairs as a figment provider. The pairs are passed in rather than
+/// read from the process, so tests can load configurations side by side.
+struct EnvOverrides(Vec<(String, String)>);
+
+impl figment::Provider for EnvOverrides {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable(s) LOOPGATE_<SECTION>__<KEY>")
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (key, value) in &self.0 {
+            let key = key.to_ascii_lowercase();
+            // Parsed as figment parses environment values: numbers, booleans, arrays.
+            let mut nested: figment::value::Value = value.parse().expect("figment values parse infallibly");
+            for part in key.split("__").collect::<Vec<_>>().into_iter().rev() {
+                let mut map = figment::value::Dict::new();
+                map.insert(part.to_owned(), nested);
+                nested = figment::value::Value::from(map);
+            }
+            if let figment::value::Value::Dict(_, map) = nested {
+                for (k, v) in map {
+                    merge_into(&mut dict, k, v);
+                }
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+fn merge_into(dict: &mut figment::value::Dict, key: String, value: figment::value::Value) {
+    use figment::value::Value;
+    match (dict.get_mut(&key), value) {
+        (Some(Value::Dict(_, existing)), Value::Dict(_, incoming)) => {
+            for (k, v) in incoming {
+                merge_into(existing, k, v);
+            }
+        }
+        (_, value) => {
+            dict.insert(key, value);
+        }
+    }
+}
+
+/// A daily window in the owner's time zone; may wrap past midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start: chrono::NaiveTime,
+    pub end: chrono::NaiveTime,
+}
+
+impl QuietHours {
+    pub fn parse(text: &str) -> Result<QuietHours, String> {
+        let (start, end) =
+            text.split_once('-').ok_or_else(|| format!("{text:?} is not a range of two times"))?;
+        let time = |t: &str| {
+            chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| format!("{:?} is not a time like 22:00", t.trim()))
+        };
+        let (start, end) = (time(start)?, time(end)?);
+        if start == end {
+            return Err(format!("{text:?} starts and ends at the same time"));
+        }
+        Ok(QuietHours { start, end })
+    }
+
+    pub fn contains(&self, time: chrono::NaiveTime) -> bool {
+        if self.start < self.end {
+            self.start <= time && time < self.end
+        } else {
+            time >= self.start || time < self.end
+        }
+    }
+}
+
+/// The configuration after validation, in the types the program uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub api_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub store: StoreConfig,
+    pub data_dir: PathBuf,
+    pub identities: Identities,
+    pub timezone: chrono_tz::Tz,
+    pub quiet_hours: Option<QuietHours>,
+    pub sweep_interval: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("loopgate.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, text);
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(Some(&path), env).map(|(c, _)| c)
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_start_without_any_file_or_token() {
+        let settings = Config::default().resolve(&no_env).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(settings.store.url, "sqlite://data/loopgate.db");
+        assert!(settings.api_token.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load("[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = load("[serverr]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("serverr"), "{err}");
+        let err = load("", &[("LOOPGATE_STORAGE__URLL", "x")]).unwrap_err().to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = load(
+            "[server]\nlisten = \"127.0.0.1:1000\"\n[signals.retention]\nmessage = \"2d\"\n",
+            &[
+                ("LOOPGATE_SERVER__LISTEN", "127.0.0.1:2000"),
+                ("LOOPGATE_SIGNALS__RETENTION__EMAIL", "5d"),
+                ("LOOPGATE_OWNER__TELEGRAM_USER_IDS", "[1, 2]"),
+                ("LOOPGATE_CONFIG", "ignored: not a section key"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:2000");
+        assert_eq!(config.signals.retention.message.0, Duration::from_secs(2 * 86400));
+        assert_eq!(config.signals.retention.email.0, Duration::from_secs(5 * 86400));
+        assert_eq!(config.owner.telegram_user_ids, [1, 2]);
+    }
+
+    #[test]
+    fn durations_are_strings_with_units() {
+        let config = load("[server]\nshutdown_grace = \"90s\"\n", &[]).unwrap();
+        assert_eq!(config.server.shutdown_grace.0, Duration::from_secs(90));
+        let err = load("[server]\nshutdown_grace = \"soon\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("invalid duration \"soon\"") && err.contains("shutdown_grace"), "{err}");
+        let err = load("[server]\nshutdown_grace = 90\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("duration string"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/loopgate.toml")), Vec::new()).unwrap_err();
+        assert!(matches!(err, ConfigError::Missing(_)));
+    }
+
+    #[test]
+    fn public_listen_needs_a_token() {
+        let mut config = Config::default();
+        config.server.listen = "0.0.0.0:8787".into();
+        let err = config.resolve(&no_env).unwrap_err().to_string();
+        assert!(err.contains("server.api_token_env") && err.contains("0.0.0.0:8787"), "{err}");
+
+        config.server.api_token_env = Some("MY_TOKEN".into());
+        let err = config.resolve(&no_env).unwrap_err().to_string();
+        assert!(err.contains("MY_TOKEN is not set"), "{err}");
+
+        let token = |name: &str| (name == "MY_TOKEN").then(|| "0123456789abcdef0123".to_owned());
+        let settings = config.resolve(&token).unwrap();
+        assert_eq!(settings.api_token.as_deref(), Some("0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn tokens_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "fedcba9876543210fedcba\n").unwrap();
+        let mut config = Config::default();
+        config.server.api_token_file = Some(path);
+        assert_eq!(config.resolve(&no_env).unwrap().api_token.as_deref(), Some("fedcba9876543210fedcba"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_a_fix() {
+        let mut config = Config::default();
+        config.server.listen = "localhost".into();
+        config.owner.timezone = "Mars/Olympus".into();
+        config.owner.quiet_hours = Some("late".into());
+        config.storage.url = "mysql://x".into();
+        config.signals.retention.message = ConfigDuration::secs(5);
+        let ConfigError::Invalid(problems) = config.resolve(&no_env).unwrap_err() else { panic!() };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["server.listen", "storage.url", "owner.timezone", "owner.quiet_hours", "signals.retention.message"]
+        );
+        assert!(problems.iter().all(|p| !p.fix.is_empty()));
+    }
+
+    #[test]
+    fn quiet_hours_wrap_midnight() {
+        let q = QuietHours::parse("22:00-07:00").unwrap();
+        let t = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert!(q.contains(t(23, 0)) && q.contains(t(6, 59)) && !q.contains(t(7, 0)) && !q.contains(t(12, 0)));
+        let day = QuietHours::parse("12:00-13:30").unwrap();
+        assert!(day.contains(t(12, 0)) && !day.contains(t(13, 30)));
+        assert!(QuietHours::parse("07:00-07:00").is_err());
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/loopgate.example.toml");
+        let (config, _) = Config::load(Some(&path), Vec::new()).unwrap();
+        config.resolve(&no_env).unwrap();
+    }
+}

@@ -1,0 +1,175 @@
+//! `loopgate doctor`: checks configuration, data directory, database and listen address,
+//! and says for each problem how to fix it. Exit code 0 when nothing failed.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use loopgate_engine::{Store, SystemClock};
+
+use crate::app::redact_url;
+use crate::config::{Config, ConfigError, Settings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    lines: Vec<(Level, String, String, Option<String>)>,
+}
+
+impl Report {
+    fn add(&mut self, level: Level, what: impl Into<String>, detail: impl Into<String>, fix: Option<String>) {
+        self.lines.push((level, what.into(), detail.into(), fix));
+    }
+
+    fn failed(&self) -> bool {
+        self.lines.iter().any(|(level, ..)| *level == Level::Fail)
+    }
+
+    fn render(&self) -> String {
+        let width = self.lines.iter().map(|(_, what, ..)| what.len()).max().unwrap_or(0);
+        let mut out = String::from("loopgate doctor\n");
+        for (level, what, detail, fix) in &self.lines {
+            let tag = match level {
+                Level::Ok => "ok  ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            let _ = writeln!(out, "  {tag}  {what:width$}  {detail}");
+            if let Some(fix) = fix {
+                let _ = writeln!(out, "        {:width$}  fix: {fix}", "");
+            }
+        }
+        let (fails, warns) = self.lines.iter().fold((0, 0), |(f, w), (level, ..)| match level {
+            Level::Fail => (f + 1, w),
+            Level::Warn => (f, w + 1),
+            Level::Ok => (f, w),
+        });
+        let _ = writeln!(out, "{fails} problem(s), {warns} warning(s)");
+        out
+    }
+}
+
+pub fn run(config_path: Option<&Path>) -> ExitCode {
+    let report = check(config_path);
+    print!("{}", report.render());
+    if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn check(config_path: Option<&Path>) -> Report {
+    let mut report = Report::default();
+    let (config, source) = match Config::load(config_path, std::env::vars()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let fix = match &e {
+                ConfigError::Missing(_) => "create it from config/loopgate.example.toml, or drop --config",
+                _ => "correct the key named above in the file or in the LOOPGATE_* variable",
+            };
+            report.add(Level::Fail, "config", e.to_string(), Some(fix.into()));
+            return report;
+        }
+    };
+    report.add(Level::Ok, "config", format!("loaded {source}"), None);
+    let settings = match config.resolve(&|name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(ConfigError::Invalid(problems)) => {
+            for p in problems {
+                report.add(Level::Fail, p.key, p.problem, Some(p.fix));
+            }
+            return report;
+        }
+        Err(e) => {
+            report.add(Level::Fail, "config", e.to_string(), None);
+            return report;
+        }
+    };
+    if settings.identities.is_empty() {
+        report.add(
+            Level::Warn,
+            "owner",
+            "no owner identities configured: nobody can answer suggestions from a chat",
+            Some("list your ids under [owner] (telegram_user_ids, discord_user_ids, emails)".into()),
+        );
+    }
+    check_data_dir(&settings, &mut report);
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(async {
+            check_database(&settings, &mut report).await;
+            check_listen(&settings, &mut report).await;
+        }),
+        Err(e) => report.add(Level::Fail, "runtime", format!("cannot start the async runtime: {e}"), None),
+    }
+    report
+}
+
+fn check_data_dir(settings: &Settings, report: &mut Report) {
+    let dir = &settings.data_dir;
+    let probe = dir.join(".doctor-probe");
+    let result = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&probe, b"ok")).and_then(|()| std::fs::remove_file(&probe));
+    match result {
+        Ok(()) => report.add(Level::Ok, "storage.data_dir", format!("{} is writable", dir.display()), None),
+        Err(e) => report.add(
+            Level::Fail,
+            "storage.data_dir",
+            format!("{} is not writable: {e}", dir.display()),
+            Some("point data_dir at a directory this user can write, or fix its permissions".into()),
+        ),
+    }
+}
+
+async fn check_database(settings: &Settings, report: &mut Report) {
+    let url = redact_url(&settings.store.url);
+    let connect = Store::connect(&settings.store, Arc::new(SystemClock));
+    let store = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => {
+            report.add(
+                Level::Fail,
+                "storage.url",
+                format!("cannot open {url}: {e}"),
+                Some("check the URL, that the server runs and the credentials; for SQLite that the folder is writable".into()),
+            );
+            return;
+        }
+        Err(_) => {
+            report.add(Level::Fail, "storage.url", format!("{url} did not answer within 10s"), Some("check that the database server is reachable".into()));
+            return;
+        }
+    };
+    match store.pending_migrations().await {
+        Ok(pending) if pending.is_empty() => report.add(Level::Ok, "database", format!("{url} answers; schema up to date"), None),
+        Ok(pending) => report.add(
+            Level::Warn,
+            "database",
+            format!("{url} answers; {} migration(s) not applied yet", pending.len()),
+            Some("run `loopgate migrate` (serve also applies them at start)".into()),
+        ),
+        Err(e) => report.add(Level::Fail, "database", format!("{url}: {e}"), None),
+    }
+    store.close().await;
+}
+
+async fn check_listen(settings: &Settings, report: &mut Report) {
+    match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(_) => report.add(Level::Ok, "server.listen", format!("{} is free", settings.listen), None),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => report.add(
+            Level::Warn,
+            "server.listen",
+            format!("{} is in use (fine if loopgate is already running)", settings.listen),
+            Some("otherwise stop what holds the port or choose another listen address".into()),
+        ),
+        Err(e) => report.add(
+            Level::Fail,
+            "server.listen",
+            format!("cannot listen on {}: {e}", settings.listen),
+            Some("choose an address of this machine".into()),
+        ),
+    }
+}

@@ -1,0 +1,103 @@
+//! The HTTP surface: API, health endpoints and (later) webhooks, as one axum router.
+//!
+//! API Boundary: this module is the only place that knows HTTP. Handlers translate
+//! requests into engine calls and engine answers into JSON, nothing more.
+
+mod auth;
+mod error;
+mod extract;
+mod health;
+mod signals;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use loopgate_channels::Liveness;
+use loopgate_engine::Store;
+use loopgate_policies::Identities;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::ApiToken;
+pub use error::ApiError;
+
+/// What every handler may use. Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub token: Option<ApiToken>,
+    pub identities: Arc<Identities>,
+    pub metrics: PrometheusHandle,
+    /// One entry per running channel adapter; `/readyz` is unready while any is stale.
+    pub channels: Arc<Vec<Liveness>>,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let protected = Router::new()
+        .route("/api/signals", post(signals::ingest).get(signals::list))
+        .route("/api/signals/{id}", get(signals::get))
+        .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TraceLayer::new_for_http().make_span_with(RequestSpan::default()))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal(&"handler panicked").into_response()))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+}
+
+/// Counts and times every request by route template (not raw path, which would let
+/// callers create unbounded label values).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("loopgate_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("loopgate_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Gives every request a span with a short id, so its log lines can be followed.
+#[derive(Clone, Default)]
+struct RequestSpan;
+
+impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &axum::http::Request<B>) -> tracing::Span {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        tracing::info_span!(
+            "request",
+            request_id = NEXT.fetch_add(1, Ordering::Relaxed),
+            method = %request.method(),
+            path = %request.uri().path(),
+        )
+    }
+}
+

@@ -1,0 +1,88 @@
+//! The owner's identities on each channel, and the question "is this sender the owner?".
+
+use std::collections::HashSet;
+
+/// The owner's accounts, from `[owner]` in the configuration. Platform ids are compared
+/// as strings; email addresses case-insensitively (the domain part is case-insensitive,
+/// and in practice mail providers treat the local part that way too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identities {
+    telegram: HashSet<String>,
+    discord: HashSet<String>,
+    emails: HashSet<String>,
+}
+
+impl Identities {
+    pub fn new(
+        telegram: impl IntoIterator<Item = String>,
+        discord: impl IntoIterator<Item = String>,
+        emails: impl IntoIterator<Item = String>,
+    ) -> Identities {
+        Identities {
+            telegram: telegram.into_iter().collect(),
+            discord: discord.into_iter().collect(),
+            emails: emails.into_iter().map(|e| e.trim().to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// Whether `actor_id` on `source` is one of the owner's own accounts. Sources without
+    /// identities (the API, scripts) never match: their callers say who they are in text,
+    /// and text is not proof.
+    pub fn is_owner(&self, source: &str, actor_id: &str) -> bool {
+        match source {
+            "telegram" => self.telegram.contains(actor_id),
+            "discord" => self.discord.contains(actor_id),
+            "email" => self.emails.contains(&bare_address(actor_id).to_ascii_lowercase()),
+            _ => false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.telegram.is_empty() && self.discord.is_empty() && self.emails.is_empty()
+    }
+}
+
+/// `"Dana <dana@example.org>"` → `"dana@example.org"`.
+fn bare_address(text: &str) -> &str {
+    match (text.rfind('<'), text.rfind('>')) {
+        (Some(open), Some(close)) if open < close => text[open + 1..close].trim(),
+        _ => text.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Identities {
+        Identities::new(["111".to_owned()], ["222".to_owned()], ["Me@Example.org".to_owned()])
+    }
+
+    #[test]
+    fn matches_only_the_owners_account_on_its_own_platform() {
+        let o = owner();
+        let cases = [
+            ("telegram", "111", true),
+            ("telegram", "222", false),
+            ("discord", "222", true),
+            ("discord", "111", false),
+            ("email", "me@example.org", true),
+            ("email", "ME@EXAMPLE.ORG", true),
+            ("email", "Me <me@example.org>", true),
+            ("email", "me@example.org.evil.test", false),
+            ("email", "Mallory <mallory@evil.test> me@example.org", false),
+            ("api", "111", false),
+            ("cli", "me@example.org", false),
+        ];
+        for (source, actor, expected) in cases {
+            assert_eq!(o.is_owner(source, actor), expected, "{source} {actor}");
+        }
+    }
+
+    #[test]
+    fn nobody_is_the_owner_without_identities() {
+        let none = Identities::default();
+        assert!(none.is_empty());
+        assert!(!none.is_owner("telegram", "111"));
+    }
+}

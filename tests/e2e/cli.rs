@@ -1,0 +1,89 @@
+//! The command line: configuration errors, migrate, signal, doctor, clean exit on SIGTERM.
+
+use crate::helpers::{ServeProcess, run_cli, write_config};
+
+#[test]
+fn an_unknown_config_key_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[owner]\ntimezone = \"UTC\"\ntelegram_user_idz = [1]\n");
+    let (code, _, stderr) = run_cli(&config, &["serve"], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("telegram_user_idz"), "{stderr}");
+    assert!(!dir.path().join("loopgate.db").exists(), "nothing was created");
+
+    let config = write_config(dir.path(), "");
+    let (code, _, stderr) = run_cli(&config, &["serve"], &[("LOOPGATE_SERVER__LISTN", "127.0.0.1:1")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("listn"), "{stderr}");
+}
+
+#[test]
+fn invalid_values_say_how_to_fix_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[owner]\ntimezone = \"Mars/Olympus\"\n");
+    let (code, _, stderr) = run_cli(&config, &["migrate"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("owner.timezone") && stderr.contains("Europe/Berlin"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let (code, _, stderr) = run_cli(&config, &["serve"], &[("LOOPGATE_SERVER__LISTEN", "0.0.0.0:0")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("api_token_env"), "{stderr}");
+}
+
+#[test]
+fn migrate_then_signal_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let (code, stdout, stderr) = run_cli(&config, &["migrate"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("applied migration 1"), "{stdout}");
+    let (code, stdout, _) = run_cli(&config, &["migrate"], &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("up to date"), "{stdout}");
+
+    let args = ["signal", "--source", "cli", "--external-id", "note-1", "--urgency", "high", "Call the plumber"];
+    let (code, stdout, stderr) = run_cli(&config, &args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "signal 1 recorded");
+    let (code, stdout, _) = run_cli(&config, &[&args[..], &["--json"]].concat(), &[]);
+    assert_eq!(code, 0);
+    let outcome: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(outcome["duplicate"], true);
+
+    let (code, _, stderr) = run_cli(&config, &["signal", "--urgency", "whenever", "x"], &[]);
+    assert_eq!(code, 2, "clap refuses bad values");
+    assert!(stderr.contains("whenever"), "{stderr}");
+    let (code, _, stderr) = run_cli(&config, &["signal", "--payload", "{not json", "x"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--payload is not valid JSON"), "{stderr}");
+}
+
+#[test]
+fn doctor_reports_ok_and_problems_with_fixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let (code, stdout, _) = run_cli(&config, &["doctor"], &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok    config"), "{stdout}");
+    assert!(stdout.contains("migration(s) not applied yet"), "{stdout}");
+    assert!(stdout.contains("0 problem(s)"), "{stdout}");
+
+    let (code, stdout, _) = run_cli(&config, &["doctor"], &[("LOOPGATE_SERVER__API_TOKEN_ENV", "LOOPGATE_DOCTOR_TOKEN")]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  server.api_token_env"), "{stdout}");
+    assert!(stdout.contains("fix: export LOOPGATE_DOCTOR_TOKEN="), "{stdout}");
+
+    let (code, stdout, _) = run_cli(std::path::Path::new("/nonexistent/loopgate.toml"), &["doctor"], &[]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("does not exist") && stdout.contains("fix:"), "{stdout}");
+}
+
+#[test]
+fn sigterm_stops_serve_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let server = ServeProcess::start(&config);
+    assert_eq!(server.terminate(), 0);
+}
