@@ -29,9 +29,10 @@ CREATE TABLE signals (
     expires_at      BIGINT   NOT NULL,
     count           BIGINT   NOT NULL DEFAULT 1
 );
+-- Every write (insert or merge) takes the next seq, so seq order is last-seen order:
+-- one index serves the heartbeat's cursor and newest-first listing alike. Each index
+-- costs a page write per commit on the ingest path, so there are no others.
 CREATE INDEX signals_seq ON signals (seq);
-CREATE INDEX signals_last_seen ON signals (last_seen);
-CREATE INDEX signals_source_last_seen ON signals (source, last_seen);
 CREATE INDEX signals_expires_at ON signals (expires_at);
 
 -- One row per accepted delivery id, kept longer than the signals themselves so a

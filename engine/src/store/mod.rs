@@ -209,7 +209,7 @@ impl Store {
         let (jobs, receiver) = mpsc::channel(4 * MAX_BATCH);
         let mut tasks = vec![tokio::spawn(writer::run(pools.clone(), receiver))];
         if let Pools::Sqlite { read, .. } = &pools {
-            tasks.push(tokio::spawn(writer::checkpoint_sqlite(read.clone())));
+            tasks.push(tokio::spawn(writer::checkpoint_sqlite(read.clone(), jobs.clone())));
         }
         Ok(Store {
             inner: Arc::new(Inner {
@@ -378,13 +378,15 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Pools, StoreError> {
         .pragma("wal_autocheckpoint", "0")
         .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
     // One writer connection: SQLite serialises writers anyway, and a second connection
-    // would only wait on the first.
+    // would only wait on the first. Each batch size is its own statement text, so the
+    // cache holds every shape a batch can take instead of re-preparing under load.
+    let write_options = options.clone().statement_cache_capacity(4 * MAX_BATCH + 64);
     let write = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
-        .connect_with(options.clone())
+        .connect_with(write_options)
         .await?;
     let read = SqlitePoolOptions::new()
         .max_connections(config.max_connections.max(1))

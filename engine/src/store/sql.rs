@@ -22,9 +22,10 @@ macro_rules! backend_sql {
         mod $module:ident;
         db = $db:ty;
         greatest = $greatest:literal;
-        // Whether `seq` is assigned here from the table's maximum (SQLite, whose write
-        // transactions are exclusive) or by a database sequence (PostgreSQL).
-        seq_from_max = $seq_from_max:literal;
+        // Where a written row's `seq` comes from, given its position in the batch
+        // (bound after the expression). SQLite's write transactions are exclusive, so the
+        // table's maximum plus the position is unique even with a second process writing;
+        // PostgreSQL has a sequence. Either way no extra statement is needed.
         seq_expr = $seq_expr:literal;
     ) => {
         pub(crate) mod $module {
@@ -70,11 +71,6 @@ macro_rules! backend_sql {
                     return Ok(plan.outcomes(&[]));
                 }
 
-                let seq_base: i64 = if $seq_from_max {
-                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM signals").fetch_one(&mut *conn).await?
-                } else {
-                    0
-                };
                 let mut upsert = QueryBuilder::<$db>::new(
                     "INSERT INTO signals (seq, fingerprint, source, kind, family, external_id, actor_id, actor_name, \
                      actor_is_owner, conversation_id, conversation_title, thread_id, reply_to, text, urgency, trust, \
@@ -83,11 +79,7 @@ macro_rules! backend_sql {
                 upsert.push_values(plan.rows.iter().enumerate(), |mut b, (index, row)| {
                     let item = row.first;
                     let s = &item.signal;
-                    if $seq_from_max {
-                        b.push_bind(seq_base + 1 + index as i64);
-                    } else {
-                        b.push($seq_expr);
-                    }
+                    b.push(concat!("(", $seq_expr)).push_bind_unseparated(1 + index as i64).push_unseparated(")");
                     let conversation = s.conversation.as_ref();
                     b.push_bind(item.fingerprint.clone())
                         .push_bind(s.source.as_str().to_owned())
@@ -188,10 +180,11 @@ macro_rules! backend_sql {
                 if let Some(after) = query.after_seq {
                     sql.push(" AND seq > ").push_bind(after);
                 }
+                // seq rises with every write, so descending seq is newest last-seen first.
                 if query.after_seq.is_some() {
                     sql.push(" ORDER BY seq ASC");
                 } else {
-                    sql.push(" ORDER BY last_seen DESC, id DESC");
+                    sql.push(" ORDER BY seq DESC");
                 }
                 sql.push(" LIMIT ").push_bind(i64::from(query.limit));
                 sql.build_query_as::<SignalRow>().fetch_all(&mut *conn).await
@@ -210,14 +203,12 @@ backend_sql! {
     mod sqlite;
     db = sqlx::Sqlite;
     greatest = "max";
-    seq_from_max = true;
-    seq_expr = "NULL";
+    seq_expr = "(SELECT COALESCE(MAX(seq), 0) FROM signals) + ";
 }
 
 backend_sql! {
     mod postgres;
     db = sqlx::Postgres;
     greatest = "GREATEST";
-    seq_from_max = false;
-    seq_expr = "nextval('signal_seq')";
+    seq_expr = "nextval('signal_seq') + 0 * ";
 }

@@ -17,6 +17,8 @@ use super::{IngestOutcome, MAX_BATCH, Pools, StoreError, SweepReport, sql};
 pub(crate) enum Job {
     Ingest { items: Vec<Prepared>, reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>> },
     Sweep { now: DateTime<Utc>, receipts: Duration, reply: oneshot::Sender<Result<SweepReport, StoreError>> },
+    /// Finish a checkpoint the background checkpointer began (SQLite only).
+    Checkpoint,
     /// Answered once every job queued before it is done; the writer then stops.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -54,6 +56,7 @@ pub(crate) async fn run(pools: Pools, mut jobs: mpsc::Receiver<Job>) {
             Some(Job::Sweep { now, receipts, reply }) => {
                 let _ = reply.send(sweep(&pools, now, receipts).await);
             }
+            Some(Job::Checkpoint) => finish_checkpoint(&pools).await,
             Some(Job::Shutdown { reply }) => {
                 let _ = reply.send(());
                 return;
@@ -132,15 +135,64 @@ async fn sweep(pools: &Pools, now: DateTime<Utc>, receipts: Duration) -> Result<
     Ok(report)
 }
 
-/// Moves committed WAL pages into the database file from outside the commit path, so no
-/// caller waits behind a checkpoint (auto-checkpointing is off on these connections).
-pub(crate) async fn checkpoint_sqlite(read: sqlx::SqlitePool) {
-    let mut tick = tokio::time::interval(StdDuration::from_secs(1));
+/// Keeps the WAL small without making commits wait for checkpoints.
+///
+/// SQLite restarts the WAL from its beginning only after a checkpoint has copied every
+/// frame; a checkpoint running beside a writer that never pauses never gets there, and the
+/// WAL (and the cost of extending it on every commit) grows without bound. Checkpointing
+/// inside the writer instead stalls every caller for the fsync of everything written since
+/// the last one (about 20 ms under load). So the work is split: this task, on its own
+/// connection, syncs the WAL and copies the bulk of the pages while the writer goes on;
+/// then it asks the writer to copy the few frames written meanwhile, which takes about a
+/// millisecond and lets the next commit start the WAL afresh.
+pub(crate) async fn checkpoint_sqlite(read: sqlx::SqlitePool, jobs: mpsc::Sender<Job>) {
+    let mut tick = tokio::time::interval(StdDuration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&read).await {
-            tracing::warn!(%error, "wal checkpoint failed");
+        match converge(&read).await {
+            Ok(true) => {
+                if let Err(mpsc::error::TrySendError::Closed(_)) = jobs.try_send(Job::Checkpoint) {
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "wal checkpoint failed"),
         }
     }
+}
+
+/// Checkpoints until a pass finds few new frames, so the writer's share stays small.
+/// Returns whether the WAL had anything in it.
+async fn converge(read: &sqlx::SqlitePool) -> Result<bool, sqlx::Error> {
+    /// Frames the writer may be left with; ~250 pages copy and sync in about a millisecond.
+    const SMALL_REMAINDER: i64 = 256;
+    let mut previous = 0;
+    for _ in 0..6 {
+        let started = Instant::now();
+        // Columns: busy, frames in the WAL, frames copied so far.
+        let (_, frames, _) =
+            sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(read).await?;
+        metrics::histogram!("loopgate_store_checkpoint_seconds", "by" => "background")
+            .record(started.elapsed().as_secs_f64());
+        if frames == 0 {
+            return Ok(false);
+        }
+        // A pass copies what was there when it began; what came meanwhile is the next
+        // pass's work. Stop once that is small.
+        if frames - previous < SMALL_REMAINDER {
+            break;
+        }
+        previous = frames;
+    }
+    Ok(true)
+}
+
+async fn finish_checkpoint(pools: &Pools) {
+    let Pools::Sqlite { write, .. } = pools else { return };
+    let started = Instant::now();
+    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(write).await {
+        tracing::warn!(%error, "wal checkpoint failed");
+    }
+    metrics::histogram!("loopgate_store_checkpoint_seconds", "by" => "writer").record(started.elapsed().as_secs_f64());
 }
