@@ -134,6 +134,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (latencies, acknowledged, elapsed) = runtime.block_on(load(port, &options));
     let loaded_rss = rss_kib(child.id());
+    let wal_mib = std::fs::metadata(dir.path().join("loopgate.db-wal")).map_or(0.0, |m| m.len() as f64 / 1048576.0);
     let metrics = runtime.block_on(async {
         let text = reqwest::Client::builder().no_proxy().build().unwrap()
             .get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap();
@@ -153,6 +154,7 @@ fn main() {
     println!("start to ready, existing database: {:>8.1} ms (median of 5)", restarts[2].as_secs_f64() * 1e3);
     println!("idle RSS:                          {:>8.1} MiB", idle_rss as f64 / 1024.0);
     println!("RSS after load:                    {:>8.1} MiB", loaded_rss as f64 / 1024.0);
+    println!("WAL file after load:               {:>8.1} MiB", wal_mib);
     println!(
         "POST /api/signals, {} clients, {} s: {:.0} signals/s ({} acknowledged)",
         options.clients,

@@ -376,7 +376,7 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Pools, StoreError> {
         .busy_timeout(StdDuration::from_secs(10))
         // Checkpoints run from their own task, outside the commits callers wait on.
         .pragma("wal_autocheckpoint", "0")
-        .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
+        .pragma("journal_size_limit", (256 * 1024 * 1024).to_string());
     // One writer connection: SQLite serialises writers anyway, and a second connection
     // would only wait on the first. Each batch size is its own statement text, so the
     // cache holds every shape a batch can take instead of re-preparing under load.

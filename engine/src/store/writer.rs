@@ -148,36 +148,53 @@ async fn sweep(pools: &Pools, now: DateTime<Utc>, receipts: Duration) -> Result<
 pub(crate) async fn checkpoint_sqlite(read: sqlx::SqlitePool, jobs: mpsc::Sender<Job>) {
     let mut tick = tokio::time::interval(StdDuration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut passes: u32 = 0;
+    let mut last_frames = 0;
     loop {
         tick.tick().await;
-        match converge(&read).await {
-            Ok(true) => {
+        let frames = match converge(&read).await {
+            Ok(frames) => frames,
+            Err(error) => {
+                tracing::warn!(%error, "wal checkpoint failed");
+                continue;
+            }
+        };
+        if frames == 0 {
+            // Nothing written since the WAL last restarted.
+        } else if frames == last_frames {
+            // Quiet for a whole tick after writes: TRUNCATE briefly waits for the idle
+            // writer, copies the rest and gives the burst's disk space back.
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&read).await {
+                tracing::warn!(%error, "wal truncation failed");
+            }
+        } else {
+            passes += 1;
+            // The writer's share is a short stall for every caller waiting on it, so it
+            // is asked for once a second; meanwhile the background keeps the bulk copied.
+            if passes % 4 == 0 {
                 if let Err(mpsc::error::TrySendError::Closed(_)) = jobs.try_send(Job::Checkpoint) {
                     return;
                 }
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "wal checkpoint failed"),
         }
+        last_frames = frames;
     }
 }
 
 /// Checkpoints until a pass finds few new frames, so the writer's share stays small.
-/// Returns whether the WAL had anything in it.
-async fn converge(read: &sqlx::SqlitePool) -> Result<bool, sqlx::Error> {
-    /// Frames the writer may be left with; ~250 pages copy and sync in about a millisecond.
+/// Returns the number of frames in the WAL.
+async fn converge(read: &sqlx::SqlitePool) -> Result<i64, sqlx::Error> {
+    /// Frames the writer may be left with; ~250 pages copy and sync in a few milliseconds.
     const SMALL_REMAINDER: i64 = 256;
     let mut previous = 0;
+    let mut frames = 0;
     for _ in 0..6 {
         let started = Instant::now();
         // Columns: busy, frames in the WAL, frames copied so far.
-        let (_, frames, _) =
+        (_, frames, _) =
             sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(read).await?;
         metrics::histogram!("loopgate_store_checkpoint_seconds", "by" => "background")
             .record(started.elapsed().as_secs_f64());
-        if frames == 0 {
-            return Ok(false);
-        }
         // A pass copies what was there when it began; what came meanwhile is the next
         // pass's work. Stop once that is small.
         if frames - previous < SMALL_REMAINDER {
@@ -185,7 +202,7 @@ async fn converge(read: &sqlx::SqlitePool) -> Result<bool, sqlx::Error> {
         }
         previous = frames;
     }
-    Ok(true)
+    Ok(frames)
 }
 
 async fn finish_checkpoint(pools: &Pools) {

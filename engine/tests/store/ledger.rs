@@ -280,3 +280,20 @@ async fn more_than_one_batch_is_committed_in_order(db: Db) {
     assert_eq!(outcomes.len(), n);
     assert!(outcomes.windows(2).all(|w| w[0].id < w[1].id), "ids follow delivery order");
 }
+
+/// SQLite only: after a burst and a quiet moment, the WAL is folded back and truncated, so
+/// a flood of signals does not leave a large file (or an ever-growing one) behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_truncated_once_writes_go_quiet() {
+    let h = harness(Db::Sqlite, Retention::default()).await;
+    let wal = std::path::PathBuf::from(h.config.url.trim_start_matches("sqlite://").to_owned() + "-wal");
+    let signals: Vec<_> = (0..3000).map(|i| message(&i.to_string(), &format!("burst {i}"))).collect();
+    h.store.ingest_many(signals).await.unwrap();
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0, "the burst went through the WAL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the WAL was not truncated after the burst");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.store.list_signals(&SignalQuery { limit: 5000, ..SignalQuery::default() }).await.unwrap().len(), 3000);
+}
