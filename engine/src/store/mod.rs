@@ -5,9 +5,13 @@
 //! commit: an acknowledged signal is on disk, and many concurrent writers cost one
 //! transaction instead of many. Reads go straight to a connection pool.
 
+mod memories;
+mod memory_sql;
 mod plan;
 mod sql;
 mod writer;
+
+pub use memories::{MemoryHit, MemoryQuery};
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -39,6 +43,8 @@ pub const MAX_BATCH: usize = 256;
 pub enum StoreError {
     #[error(transparent)]
     Invalid(#[from] SignalError),
+    #[error(transparent)]
+    InvalidMemory(#[from] crate::memory::MemoryError),
     #[error("the store is shutting down")]
     Closed,
     #[error("database error: {0}")]
@@ -416,11 +422,11 @@ macro_rules! embedded_migrator {
 use sqlx::SqlSafeStr as _;
 
 fn sqlite_migrator() -> Migrator {
-    embedded_migrator!("sqlite", [(1, "signal ledger", "0001_signal_ledger.sql")])
+    embedded_migrator!("sqlite", [(1, "signal ledger", "0001_signal_ledger.sql"), (2, "memory", "0002_memory.sql")])
 }
 
 fn postgres_migrator() -> Migrator {
-    embedded_migrator!("postgres", [(1, "signal ledger", "0001_signal_ledger.sql")])
+    embedded_migrator!("postgres", [(1, "signal ledger", "0001_signal_ledger.sql"), (2, "memory", "0002_memory.sql")])
 }
 
 async fn applied_versions<'a, E>(executor: E) -> Result<Vec<i64>, StoreError>

@@ -1,6 +1,7 @@
 //! The store conformance suite: every test runs once on SQLite and once on PostgreSQL.
 
 mod ledger;
+mod memory;
 
 use std::future::Future;
 use std::sync::Arc;
