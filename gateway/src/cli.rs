@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `doctor`, `signal`.
+//! The command line: `serve`, `migrate`, `doctor`, `signal`, `memory`.
 //!
 //! Output for people and scripts goes to stdout; logs go to stderr.
 
@@ -10,7 +10,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use loopgate_engine::{Actor, Conversation, NewSignal, SignalKind, Source, Store, SystemClock, Trust, Urgency};
+use loopgate_engine::{
+    Actor, Conversation, MemoryCandidate, MemoryKind, MemoryQuery, NewSignal, RememberOutcome, SignalKind, Source,
+    Store, SystemClock, Trust, Urgency,
+};
 
 use crate::app::{Application, redact_url, shutdown_signal};
 use crate::config::{Config, ConfigSource, LogFormat, Settings};
@@ -39,6 +42,44 @@ pub enum Command {
     Doctor,
     /// Record one signal from the shell
     Signal(SignalArgs),
+    /// Search, add or forget what loopgate remembers about you
+    #[command(subcommand)]
+    Memory(MemoryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Full-text search (all words must match); without words, the most recent
+    Search {
+        /// Words to look for
+        #[arg(default_value = "")]
+        query: Vec<String>,
+        /// Only this kind (preference, workflow_pattern, open_loop, correction,
+        /// recurring_task, ignored_noise, watch_item, constraint)
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<MemoryKind>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remember something, in your own words
+    Add {
+        #[arg(long, value_parser = parse_kind, default_value = "preference")]
+        kind: MemoryKind,
+        /// What it is about; a later memory on the same subject replaces this one
+        #[arg(long, default_value = "")]
+        subject: String,
+        /// The text; `-` reads it from standard input
+        text: Vec<String>,
+    },
+    /// Forget a memory for good (it will not be learned again from the same evidence)
+    Forget { id: i64 },
+}
+
+fn parse_kind(text: &str) -> Result<MemoryKind, String> {
+    MemoryKind::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +143,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Signal(args) => signal(settings, args).await,
+            Command::Memory(command) => memory(settings, command).await,
             Command::Doctor => unreachable!("handled above"),
         }
     });
@@ -148,14 +190,70 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn signal(settings: Settings, args: SignalArgs) -> anyhow::Result<()> {
-    let text = if args.text == "-" {
+/// The text argument, or standard input for `-`.
+fn text_or_stdin(text: String) -> anyhow::Result<String> {
+    if text == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).context("reading the text from standard input")?;
-        text
+        Ok(text)
     } else {
-        args.text
-    };
+        Ok(text)
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    Store::open(&settings.store, Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&settings.store.url)))
+}
+
+async fn memory(settings: Settings, command: MemoryCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let result = run_memory(&store, command).await;
+    store.close().await;
+    result
+}
+
+async fn run_memory(store: &Store, command: MemoryCommand) -> anyhow::Result<()> {
+    match command {
+        MemoryCommand::Search { query, kind, limit, json } => {
+            let hits = store.search_memories(&MemoryQuery { text: query.join(" "), kind, limit }).await?;
+            for hit in &hits {
+                if json {
+                    println!("{}", serde_json::to_string(hit)?);
+                } else {
+                    let m = &hit.memory;
+                    println!("{:>6}  {:<16}  {:.2}  {}", m.id, m.kind.as_str(), m.confidence, m.content);
+                }
+            }
+            if hits.is_empty() && !json {
+                println!("no memories found");
+            }
+        }
+        MemoryCommand::Add { kind, subject, text } => {
+            let text = text_or_stdin(text.join(" "))?;
+            let mut candidate = MemoryCandidate::from_owner(kind, text);
+            candidate.subject = subject;
+            match store.remember(candidate).await? {
+                RememberOutcome::Created { memory } => println!("memory {} added", memory.id),
+                RememberOutcome::Reinforced { memory } => println!("memory {} confirmed (already known)", memory.id),
+                RememberOutcome::Superseded { memory } => println!("memory {} updated", memory.id),
+                RememberOutcome::Rejected { reason } => anyhow::bail!("not remembered: {reason}"),
+            }
+        }
+        MemoryCommand::Forget { id } => {
+            if store.forget_memory(id).await? {
+                println!("memory {id} forgotten");
+            } else {
+                anyhow::bail!("there is no memory {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn signal(settings: Settings, args: SignalArgs) -> anyhow::Result<()> {
+    let text = text_or_stdin(args.text)?;
     let source = Source::parse(&args.source)?;
     let actor = args.actor.map(|id| Actor {
         is_owner: settings.identities.is_owner(source.as_str(), &id),
@@ -176,9 +274,7 @@ async fn signal(settings: Settings, args: SignalArgs) -> anyhow::Result<()> {
         trust: if args.untrusted { Trust::Untrusted } else { Trust::Trusted },
         source,
     };
-    let store = Store::open(&settings.store, Arc::new(SystemClock))
-        .await
-        .with_context(|| format!("opening the database {}", redact_url(&settings.store.url)))?;
+    let store = open_store(&settings).await?;
     let outcome = store.ingest(signal).await;
     store.close().await;
     let outcome = outcome?;

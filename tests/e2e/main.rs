@@ -4,6 +4,7 @@
 
 mod cli;
 mod helpers;
+mod memory_api;
 mod restart;
 mod signals_api;
 mod server;

@@ -43,6 +43,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::Invalid(e) => ApiError::invalid(e.to_string()),
+            StoreError::InvalidMemory(e) => ApiError::invalid(e.to_string()),
             StoreError::Closed => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down; retry")
             }

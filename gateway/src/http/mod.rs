@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod extract;
 mod health;
+mod memory;
 mod signals;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let protected = Router::new()
         .route("/api/signals", post(signals::ingest).get(signals::list))
         .route("/api/signals/{id}", get(signals::get))
+        .route("/api/memory", get(memory::search).post(memory::add))
+        .route("/api/memory/{id}", get(memory::get).delete(memory::forget))
         .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
