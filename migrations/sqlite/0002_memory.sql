@@ -22,20 +22,22 @@ CREATE UNIQUE INDEX memories_kind_content_key ON memories (kind, content_key);
 CREATE INDEX memories_kind_subject ON memories (kind, subject);
 CREATE INDEX memories_updated_at ON memories (updated_at);
 
+-- kind is indexed too, so a search filtered by kind is one MATCH that FTS5 can rank and
+-- cut to the best few by itself (a join filtering afterwards has to rank every match).
 CREATE VIRTUAL TABLE memories_fts USING fts5(
-    subject, content,
+    kind, subject, content,
     content = 'memories', content_rowid = 'id',
     tokenize = 'unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, subject, content) VALUES (new.id, new.subject, new.content);
+    INSERT INTO memories_fts (rowid, kind, subject, content) VALUES (new.id, new.kind, new.subject, new.content);
 END;
 CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, subject, content) VALUES ('delete', old.id, old.subject, old.content);
+    INSERT INTO memories_fts (memories_fts, rowid, kind, subject, content) VALUES ('delete', old.id, old.kind, old.subject, old.content);
 END;
-CREATE TRIGGER memories_fts_update AFTER UPDATE OF subject, content ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, subject, content) VALUES ('delete', old.id, old.subject, old.content);
-    INSERT INTO memories_fts (rowid, subject, content) VALUES (new.id, new.subject, new.content);
+CREATE TRIGGER memories_fts_update AFTER UPDATE OF kind, subject, content ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, kind, subject, content) VALUES ('delete', old.id, old.kind, old.subject, old.content);
+    INSERT INTO memories_fts (rowid, kind, subject, content) VALUES (new.id, new.kind, new.subject, new.content);
 END;
 
 -- What the owner told loopgate to forget, so it is not learned again from the same

@@ -208,25 +208,21 @@ pub(crate) async fn search_sqlite(
     kind: Option<MemoryKind>,
     candidates: u32,
 ) -> Result<Vec<(MemoryRow, f64)>, sqlx::Error> {
-    // Each term quoted and prefix-matched: "dent"* finds "dentist". Terms are
-    // alphanumeric, so quoting is enough to keep them literal.
-    let fts_query = terms.iter().map(|t| format!("\"{t}\"*")).collect::<Vec<_>>().join(" ");
+    // Each term quoted and prefix-matched ("dent"* finds "dentist") in subject and content
+    // only; terms are alphanumeric, so quoting keeps them literal. The kind is a column
+    // filter in the same MATCH, so FTS5 ranks and limits in one pass either way.
+    let words = terms.iter().map(|t| format!("\"{t}\"*")).collect::<Vec<_>>().join(" ");
+    let fts_query = match kind {
+        Some(kind) => format!("kind : \"{}\" AND {{subject content}} : ({words})", kind.as_str()),
+        None => format!("{{subject content}} : ({words})"),
+    };
     let columns = MEMORY_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
     let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
         "SELECT {columns}, -f.rank AS relevance FROM \
          (SELECT rowid, rank FROM memories_fts WHERE memories_fts MATCH "
     ));
-    q.push_bind(fts_query);
-    // Without a kind filter FTS5 can stop after the best few by rank; with one, every
-    // match is considered so a rare kind is not crowded out.
-    if kind.is_none() {
-        q.push(" ORDER BY rank LIMIT ").push_bind(i64::from(candidates));
-    }
-    q.push(") f JOIN memories m ON m.id = f.rowid");
-    if let Some(kind) = kind {
-        q.push(" WHERE m.kind = ").push_bind(kind.as_str());
-    }
-    q.push(" ORDER BY f.rank LIMIT ").push_bind(i64::from(candidates));
+    q.push_bind(fts_query).push(" ORDER BY rank LIMIT ").push_bind(i64::from(candidates));
+    q.push(") f JOIN memories m ON m.id = f.rowid ORDER BY f.rank");
     let rows = q.build().fetch_all(&mut *conn).await?;
     rows.into_iter().map(|row| with_relevance(&row)).collect()
 }

@@ -155,6 +155,8 @@ async fn search_filters_by_kind_and_lists_recent_without_words(db: Db) {
     assert_eq!(recent.iter().map(|m| m.memory.id).collect::<Vec<_>>(), [b.id, a.id], "newest first");
     let by_kind = MemoryQuery { text: String::new(), kind: Some(MemoryKind::Constraint), limit: 10 };
     assert_eq!(h.store.search_memories(&by_kind).await.unwrap().len(), 1);
+    // The kind is a filter, not searchable text.
+    assert!(h.store.search_memories(&query("constraint")).await.unwrap().is_empty());
     // Query syntax typed by a person is just words.
     for odd in ["\"dana", "dana OR 1=1", "dana*", "NEAR(dana)", "dana:* | x", "'; DROP TABLE memories; --"] {
         h.store.search_memories(&query(odd)).await.unwrap();
