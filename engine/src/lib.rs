@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod memory;
+pub mod reflect;
 pub mod signal;
 pub mod store;
 

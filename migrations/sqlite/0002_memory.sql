@@ -29,6 +29,10 @@ CREATE VIRTUAL TABLE memories_fts USING fts5(
     content = 'memories', content_rowid = 'id',
     tokenize = 'unicode61 remove_diacritics 2'
 );
+-- How many memories contain each term: lets a search see that a word is too common for
+-- ranking every match to be worth it (see search_sqlite).
+CREATE VIRTUAL TABLE memories_fts_terms USING fts5vocab(memories_fts, 'row');
+
 CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
     INSERT INTO memories_fts (rowid, kind, subject, content) VALUES (new.id, new.kind, new.subject, new.content);
 END;

@@ -217,14 +217,39 @@ pub(crate) async fn search_sqlite(
         None => format!("{{subject content}} : ({words})"),
     };
     let columns = MEMORY_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
+    // Ranking means scoring every match; when even the rarest word is in thousands of
+    // memories that costs tens of milliseconds and tells little. Then the newest matches
+    // are taken instead, which FTS5 finds by walking its index backwards and stopping.
+    let rank_all = rarest_term_documents(conn, terms).await? <= RANK_AT_MOST;
+    let (select, order) = if rank_all { ("-rank", "rank") } else { ("1.0", "rowid DESC") };
     let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-        "SELECT {columns}, -f.rank AS relevance FROM \
-         (SELECT rowid, rank FROM memories_fts WHERE memories_fts MATCH "
+        "SELECT {columns}, f.relevance AS relevance FROM \
+         (SELECT rowid, {select} AS relevance FROM memories_fts WHERE memories_fts MATCH "
     ));
-    q.push_bind(fts_query).push(" ORDER BY rank LIMIT ").push_bind(i64::from(candidates));
-    q.push(") f JOIN memories m ON m.id = f.rowid ORDER BY f.rank");
+    q.push_bind(fts_query).push(format!(" ORDER BY {order} LIMIT ")).push_bind(i64::from(candidates));
+    q.push(") f JOIN memories m ON m.id = f.rowid ORDER BY f.relevance DESC, m.id DESC");
     let rows = q.build().fetch_all(&mut *conn).await?;
     rows.into_iter().map(|row| with_relevance(&row)).collect()
+}
+
+/// Matches above which a search stops ranking by text relevance (about a millisecond of
+/// bm25 on this machine kind).
+const RANK_AT_MOST: i64 = 1000;
+
+/// How many memories contain the query's rarest word (counting every word it is a
+/// prefix of), from FTS5's own vocabulary: an upper bound on the number of matches.
+async fn rarest_term_documents(conn: &mut sqlx::SqliteConnection, terms: &[String]) -> Result<i64, sqlx::Error> {
+    let mut rarest = i64::MAX;
+    for term in terms {
+        let documents: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(doc), 0) FROM memories_fts_terms WHERE term >= ?1 AND term < ?1 || char(1114111)",
+        )
+        .bind(term)
+        .fetch_one(&mut *conn)
+        .await?;
+        rarest = rarest.min(documents);
+    }
+    Ok(rarest)
 }
 
 pub(crate) async fn search_postgres(

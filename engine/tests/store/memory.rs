@@ -181,3 +181,31 @@ async fn invalid_candidates_change_nothing(db: Db) {
     }
     assert!(h.store.search_memories(&query("")).await.unwrap().is_empty());
 }
+
+/// SQLite only: a word found in thousands of memories is not ranked match by match; the
+/// newest matches come back, weighted by confidence, and only matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_common_words_return_the_newest_matches() {
+    let h = harness(Db::Sqlite, Retention::default()).await;
+    for n in 0..1100 {
+        let kind = if n % 2 == 0 { MemoryKind::RecurringTask } else { MemoryKind::WorkflowPattern };
+        h.store.remember(learned(kind, &format!("weekly sync number {n}"), 0.5)).await.unwrap();
+    }
+    let rare = memory_of(h.store.remember(learned(MemoryKind::RecurringTask, "weekly plumbing check", 0.5)).await.unwrap());
+    h.store.remember(learned(MemoryKind::RecurringTask, "monthly report", 0.5)).await.unwrap();
+
+    let hits = h.store.search_memories(&query("weekly")).await.unwrap();
+    assert_eq!(hits.len(), 10);
+    assert_eq!(hits[0].memory.id, rare.id, "the newest match first");
+    assert!(hits.iter().all(|h| h.memory.content.starts_with("weekly")));
+    assert!(hits.windows(2).all(|w| w[0].memory.id > w[1].memory.id));
+
+    let filtered = MemoryQuery { text: "weekly".into(), kind: Some(MemoryKind::WorkflowPattern), limit: 5 };
+    let hits = h.store.search_memories(&filtered).await.unwrap();
+    assert_eq!(hits.len(), 5);
+    assert!(hits.iter().all(|h| h.memory.kind == MemoryKind::WorkflowPattern));
+
+    // A rare word next to the common one is ranked as usual.
+    let hits = h.store.search_memories(&query("weekly plumbing")).await.unwrap();
+    assert_eq!(hits.iter().map(|h| h.memory.id).collect::<Vec<_>>(), [rare.id]);
+}
