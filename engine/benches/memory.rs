@@ -67,6 +67,7 @@ fn main() {
         let load = started.elapsed();
 
         let mut samples = Vec::with_capacity(searches);
+        let mut by_shape: Vec<Vec<Duration>> = vec![Vec::new(); 8];
         let mut results = 0usize;
         for i in 0..searches {
             let text = match i % 4 {
@@ -77,9 +78,11 @@ fn main() {
             };
             let kind = (i % 3 == 0).then(|| MemoryKind::ALL[i % MemoryKind::ALL.len()]);
             let query = MemoryQuery { text, kind, limit: 10 };
+            let query = query.clone();
             let t = Instant::now();
             results += store.search_memories(&query).await.unwrap().len();
             samples.push(t.elapsed());
+            by_shape[(i % 4) * 2 + usize::from(query.kind.is_some())].push(t.elapsed());
         }
         samples.sort();
         let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
@@ -94,6 +97,14 @@ fn main() {
             ms(*samples.last().unwrap()),
             results as f64 / searches as f64
         );
+        let shapes = ["one word", "two words", "a rare word", "a word and a rare word"];
+        for (index, mut times) in by_shape.into_iter().enumerate() {
+            times.sort();
+            let p99 = times[((times.len() - 1) as f64 * 0.99).round() as usize];
+            let p50 = times[times.len() / 2];
+            let filter = if index % 2 == 1 { ", by kind" } else { "" };
+            println!("  {}{filter}: p50 {:.2} ms, p99 {:.2} ms", shapes[index / 2], ms(p50), ms(p99));
+        }
         store.close().await;
     });
 }

@@ -1,4 +1,5 @@
-//! Reflection: from evidence to ideas. So far, the deterministic reading of time
-//! expressions the reminder and promise detectors need.
+//! Reflection: from evidence to ideas. So far the deterministic reflector's detectors
+//! (`detect`) and the reading of time expressions they rely on (`when`).
 
+pub mod detect;
 pub mod when;

@@ -25,7 +25,7 @@ const END_OF_DAY: (u32, u32) = (17, 0);
 /// Splits text into lowercase words, keeping `:`, `.` inside times ("9:30", "5.30pm").
 pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || ",;!?()\"".contains(c))
-        .map(|w| w.trim_matches(|c: char| c == '.' || c == '\'').to_lowercase())
+        .map(|w| w.trim_matches(|c: char| c == '.' || c == '\'' || c == ':').to_lowercase())
         .filter(|w| !w.is_empty())
         .collect()
 }

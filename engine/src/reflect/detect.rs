@@ -1,0 +1,443 @@
+//! The deterministic reflector's detectors: open loops found in recent signals without a
+//! model. Each is a pure function from signals to ideas, tested on varied phrasing.
+//!
+//! - [`reminders`]: the owner asked to be reminded ("remind me to … tomorrow at 9").
+//! - [`promises`]: the owner promised something with a deadline ("I'll send it by Friday").
+//! - [`unanswered_questions`]: someone asked the owner something and got no reply.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::when;
+use crate::signal::{Signal, SignalId, Trust};
+
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub now: DateTime<Utc>,
+    pub timezone: Tz,
+    /// How long a question may wait before it counts as unanswered.
+    pub answer_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdeaKind {
+    Reminder,
+    Promise,
+    UnansweredQuestion,
+}
+
+/// A candidate next action, before critique.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Idea {
+    pub kind: IdeaKind,
+    pub title: String,
+    pub why_now: String,
+    /// When it is due, if the words said.
+    pub due: Option<DateTime<Utc>>,
+    pub evidence: Vec<SignalId>,
+    pub confidence: f64,
+    /// The same loop found in two runs has the same key.
+    pub key: String,
+}
+
+/// The owner's own words: their account on a channel, or typed at their own shell.
+fn from_owner(signal: &Signal) -> bool {
+    signal.actor.as_ref().is_some_and(|a| a.is_owner) || (signal.actor.is_none() && signal.trust == Trust::Trusted)
+}
+
+/// Words with their original spelling, split as [`when::words`] splits them, so indexes
+/// agree.
+fn original_words(text: &str) -> Vec<&str> {
+    text.split(|c: char| c.is_whitespace() || ",;!?()\"".contains(c))
+        .map(|w| w.trim_matches(|c: char| c == '.' || c == '\'' || c == ':'))
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+fn find_phrase(words: &[String], phrase: &[&str]) -> Option<usize> {
+    (0..words.len()).find(|&i| phrase.iter().enumerate().all(|(k, p)| words.get(i + k).is_some_and(|w| w == p)))
+}
+
+/// The words from `from` on, without the time expression and without filler at the
+/// start, in their original spelling.
+fn task_words(original: &[&str], lower: &[String], from: usize, time: Option<(usize, usize)>) -> String {
+    const FILLER: &[&str] = &["to", "about", "that", "of", "please", "pls", "plz", "me", "i", "need", "should", "must", "-", ":"];
+    let mut kept: Vec<&str> = Vec::new();
+    for (i, word) in original.iter().enumerate().skip(from) {
+        if time.is_some_and(|(start, end)| (start..end).contains(&i)) {
+            continue;
+        }
+        if kept.is_empty() && FILLER.contains(&lower[i].as_str()) {
+            continue;
+        }
+        kept.push(word);
+    }
+    // A trailing connective left behind by the cut: "call mom at" → "call mom".
+    while kept.last().is_some_and(|w| ["at", "on", "by", "in", "and", "the"].contains(&w.to_lowercase().as_str())) {
+        kept.pop();
+    }
+    kept.join(" ")
+}
+
+fn local(at: DateTime<Utc>, tz: Tz) -> String {
+    at.with_timezone(&tz).format("%a %-d %b %H:%M").to_string()
+}
+
+fn excerpt(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= 80 {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(79).collect::<String>())
+    }
+}
+
+/// "remind me to call the plumber tomorrow at 9", "can you remind me about the dentist on
+/// Friday", "don't let me forget to water the plants tonight", "note to self: renew passport".
+pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
+    const TRIGGERS: &[&[&str]] = &[
+        &["remind", "me"],
+        &["remind", "us"],
+        &["reminder"],
+        &["don't", "let", "me", "forget"],
+        &["dont", "let", "me", "forget"],
+        &["do", "not", "let", "me", "forget"],
+        &["note", "to", "self"],
+    ];
+    let mut ideas = Vec::new();
+    for signal in signals.iter().filter(|s| from_owner(s)) {
+        let lower = when::words(&signal.text);
+        let original = original_words(&signal.text);
+        let Some((at, trigger)) = TRIGGERS.iter().find_map(|t| find_phrase(&lower, t).map(|i| (i, t.len()))) else {
+            continue;
+        };
+        let found = when::find(&signal.text, signal.occurred_at, ctx.timezone);
+        // "remind me in 2 hours" means two hours after it was said, not after now.
+        let time = found.as_ref().map(|w| w.words);
+        let task = task_words(&original, &lower, at + trigger, time);
+        if task.is_empty() {
+            continue;
+        }
+        let due = found.map(|w| w.at);
+        let why_now = match due {
+            Some(due) if due <= ctx.now => format!("you asked to be reminded at {}", local(due, ctx.timezone)),
+            Some(due) => format!("you asked to be reminded at {} (in {})", local(due, ctx.timezone), humanize(due - ctx.now)),
+            None => format!("you asked to be reminded on {}, without a time", local(signal.occurred_at, ctx.timezone)),
+        };
+        ideas.push(Idea {
+            kind: IdeaKind::Reminder,
+            title: format!("Reminder: {task}"),
+            why_now,
+            due,
+            evidence: vec![signal.id],
+            confidence: if due.is_some() { 0.9 } else { 0.6 },
+            key: format!("reminder:{}", signal.id),
+        });
+    }
+    ideas
+}
+
+/// "I'll send you the report by Friday", "will get back to you tomorrow", "let me check and
+/// come back to you next week", "I can have the draft ready by EOD". Only with a deadline,
+/// only the owner's, and not once the owner wrote in the same conversation that it is done.
+pub fn promises(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
+    const COMMITMENTS: &[&[&str]] = &[
+        &["i'll"],
+        &["ill"],
+        &["i", "will"],
+        &["i'm", "going", "to"],
+        &["im", "going", "to"],
+        &["i", "am", "going", "to"],
+        &["let", "me"],
+        &["i", "can"],
+        &["will"],
+    ];
+    const DONE: &[&str] = &["done", "sent", "attached", "here's", "here", "finished", "delivered", "shared"];
+    let mut ideas = Vec::new();
+    for signal in signals.iter().filter(|s| s.actor.as_ref().is_some_and(|a| a.is_owner)) {
+        let lower = when::words(&signal.text);
+        let Some((at, len)) = COMMITMENTS.iter().find_map(|c| find_phrase(&lower, c).map(|i| (i, c.len()))) else {
+            continue;
+        };
+        let Some(found) = when::find(&signal.text, signal.occurred_at, ctx.timezone) else { continue };
+        if found.words.0 < at {
+            continue;
+        }
+        let original = original_words(&signal.text);
+        let what = task_words(&original, &lower, at + len, Some(found.words));
+        if what.split_whitespace().count() < 2 {
+            continue;
+        }
+        let conversation = signal.conversation.as_ref().map(|c| c.id.as_str());
+        let closed = signals.iter().any(|later| {
+            later.occurred_at > signal.occurred_at
+                && later.actor.as_ref().is_some_and(|a| a.is_owner)
+                && later.conversation.as_ref().map(|c| c.id.as_str()) == conversation
+                && when::words(&later.text).iter().any(|w| DONE.contains(&w.as_str()))
+        });
+        if closed {
+            continue;
+        }
+        let to = signal
+            .conversation
+            .as_ref()
+            .and_then(|c| c.title.clone())
+            .unwrap_or_else(|| conversation.unwrap_or("someone").to_owned());
+        let overdue = found.at <= ctx.now;
+        ideas.push(Idea {
+            kind: IdeaKind::Promise,
+            title: format!("You promised {to}: {what}"),
+            why_now: if overdue {
+                format!("it was due {} and nothing says it was done", local(found.at, ctx.timezone))
+            } else {
+                format!("due {} (in {})", local(found.at, ctx.timezone), humanize(found.at - ctx.now))
+            },
+            due: Some(found.at),
+            evidence: vec![signal.id],
+            confidence: if lower.get(found.words.0).is_some_and(|w| w == "by" || w == "before") { 0.8 } else { 0.65 },
+            key: format!("promise:{}", signal.id),
+        });
+    }
+    ideas
+}
+
+/// Someone asked the owner something — a question mark, or "can you…", "could you…",
+/// "any update…" — in a conversation the owner takes part in (or a direct one), and the
+/// owner has not written there since, for longer than the grace period.
+pub fn unanswered_questions(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
+    const ASKING: &[&[&str]] = &[
+        &["can", "you"],
+        &["could", "you"],
+        &["would", "you"],
+        &["will", "you"],
+        &["do", "you"],
+        &["did", "you"],
+        &["are", "you"],
+        &["have", "you"],
+        &["any", "update"],
+        &["any", "news"],
+        &["let", "me", "know"],
+        &["please", "confirm"],
+    ];
+    let conversation_of = |s: &Signal| s.conversation.as_ref().map(|c| c.thread_id.clone().unwrap_or_else(|| c.id.clone()));
+    // The owner's latest message per conversation.
+    let mut owner_last: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for s in signals.iter().filter(|s| s.actor.as_ref().is_some_and(|a| a.is_owner)) {
+        if let Some(c) = conversation_of(s) {
+            let last = owner_last.entry(c).or_insert(s.occurred_at);
+            *last = (*last).max(s.occurred_at);
+        }
+    }
+    let mut ideas = Vec::new();
+    for signal in signals {
+        let Some(actor) = signal.actor.as_ref().filter(|a| !a.is_owner) else { continue };
+        let Some(conversation) = conversation_of(signal) else { continue };
+        let lower = when::words(&signal.text);
+        let asks = signal.text.contains('?') || ASKING.iter().any(|p| find_phrase(&lower, p).is_some());
+        if !asks {
+            continue;
+        }
+        let direct = signal.conversation.as_ref().is_some_and(|c| c.id == actor.id) || signal.family == crate::Family::Email;
+        let owner_there = owner_last.get(&conversation);
+        if !direct && owner_there.is_none() {
+            continue;
+        }
+        if owner_there.is_some_and(|last| *last > signal.occurred_at) {
+            continue;
+        }
+        let waiting = ctx.now - signal.occurred_at;
+        if waiting < ctx.answer_grace {
+            continue;
+        }
+        let who = actor.name.clone().unwrap_or_else(|| actor.id.clone());
+        ideas.push(Idea {
+            kind: IdeaKind::UnansweredQuestion,
+            title: format!("Reply to {who}: “{}”", excerpt(&signal.text)),
+            why_now: format!("{who} asked {} ago and you have not replied there since", humanize(waiting)),
+            due: None,
+            evidence: vec![signal.id],
+            confidence: if signal.text.contains('?') { 0.75 } else { 0.6 },
+            key: format!("question:{}", signal.id),
+        });
+    }
+    ideas
+}
+
+/// "3 hours", "2 days", "40 minutes".
+pub fn humanize(span: Duration) -> String {
+    let minutes = span.num_minutes().max(0);
+    let (n, unit) = match minutes {
+        0..=89 => (minutes.max(1), "minute"),
+        90..=1439 => ((minutes + 30) / 60, "hour"),
+        _ => ((minutes + 720) / 1440, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::signal::{Actor, Conversation, Family, SignalKind, Source, Urgency};
+
+    /// Wednesday 2026-11-18, 10:15 in Berlin.
+    fn ctx() -> Context {
+        Context {
+            now: chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 18, 10, 15, 0).unwrap().with_timezone(&Utc),
+            timezone: chrono_tz::Europe::Berlin,
+            answer_grace: Duration::hours(2),
+        }
+    }
+
+    struct S<'a> {
+        id: SignalId,
+        who: Option<(&'a str, bool)>,
+        chat: Option<(&'a str, Option<&'a str>)>,
+        minutes_ago: i64,
+        text: &'a str,
+    }
+
+    fn signal(s: S) -> Signal {
+        let at = ctx().now - Duration::minutes(s.minutes_ago);
+        Signal {
+            id: s.id,
+            source: Source::parse("telegram").unwrap(),
+            kind: SignalKind::parse("message").unwrap(),
+            family: Family::Message,
+            external_id: None,
+            actor: s.who.map(|(id, is_owner)| Actor { id: id.into(), name: Some(id.to_uppercase()), is_owner }),
+            conversation: s.chat.map(|(id, title)| Conversation {
+                id: id.into(),
+                title: title.map(Into::into),
+                thread_id: None,
+                reply_to: None,
+            }),
+            text: s.text.into(),
+            urgency: Urgency::Normal,
+            trust: Trust::Untrusted,
+            occurred_at: at,
+            attachments: vec![],
+            payload: None,
+            fingerprint: String::new(),
+            count: 1,
+            first_seen: at,
+            last_seen: at,
+            expires_at: at,
+            seq: s.id,
+        }
+    }
+
+    fn owner(id: SignalId, minutes_ago: i64, text: &str) -> Signal {
+        signal(S { id, who: Some(("me", true)), chat: Some(("c1", Some("Dana"))), minutes_ago, text })
+    }
+
+    fn local_due(idea: &Idea) -> Option<String> {
+        idea.due.map(|d| d.with_timezone(&chrono_tz::Europe::Berlin).format("%a %d %H:%M").to_string())
+    }
+
+    #[test]
+    fn reminders_in_many_phrasings() {
+        let cases = [
+            ("remind me to call the plumber tomorrow at 9", "Reminder: call the plumber", Some("Thu 19 09:00")),
+            ("Can you remind me about the dentist appointment on Friday?", "Reminder: the dentist appointment", Some("Fri 20 09:00")),
+            ("pls remind me in 2 hours to check the oven", "Reminder: check the oven", Some("Wed 18 12:05")),
+            ("Don't let me forget to water the plants tonight", "Reminder: water the plants", Some("Wed 18 21:00")),
+            ("note to self: renew passport next week", "Reminder: renew passport", Some("Mon 23 09:00")),
+            ("Reminder: pay rent on the 1st", "Reminder: pay rent", Some("Tue 01 09:00")),
+            ("remind me to buy milk", "Reminder: buy milk", None),
+        ];
+        for (text, title, due) in cases {
+            let ideas = reminders(&[owner(7, 10, text)], &ctx());
+            assert_eq!(ideas.len(), 1, "{text}");
+            assert_eq!(ideas[0].title, title, "{text}");
+            assert_eq!(local_due(&ideas[0]).as_deref(), due, "{text}");
+            assert_eq!(ideas[0].evidence, [7]);
+            assert_eq!(ideas[0].kind, IdeaKind::Reminder);
+        }
+    }
+
+    #[test]
+    fn only_the_owners_own_requests_are_reminders() {
+        let dana = signal(S { id: 1, who: Some(("dana", false)), chat: Some(("c1", None)), minutes_ago: 5, text: "remind me to send you the invoice" });
+        let said = owner(2, 5, "I reminded him yesterday about the invoice");
+        let empty = owner(3, 5, "remind me");
+        let mut shell = owner(4, 5, "remind me to stretch in 30 minutes");
+        shell.actor = None;
+        shell.trust = Trust::Trusted;
+        let ideas = reminders(&[dana, said, empty, shell], &ctx());
+        assert_eq!(ideas.iter().map(|i| i.evidence[0]).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn a_due_reminder_says_so() {
+        let ideas = reminders(&[owner(1, 180, "remind me in 1 hour to move the car")], &ctx());
+        assert!(ideas[0].due.unwrap() < ctx().now);
+        assert!(ideas[0].why_now.starts_with("you asked to be reminded at Wed 18 Nov 08:15"), "{}", ideas[0].why_now);
+    }
+
+    #[test]
+    fn promises_with_deadlines() {
+        let cases = [
+            ("I'll send you the report by Friday", "You promised Dana: send you the report", "Fri 20 09:00"),
+            ("Will get back to you tomorrow", "You promised Dana: get back to you", "Thu 19 09:00"),
+            ("let me check with finance and come back to you next week", "You promised Dana: check with finance and come back to you", "Mon 23 09:00"),
+            ("I'm going to finish the slides before EOD", "You promised Dana: finish the slides", "Wed 18 17:00"),
+            ("ok, I will call you at 5pm", "You promised Dana: call you", "Wed 18 17:00"),
+        ];
+        for (text, title, due) in cases {
+            let ideas = promises(&[owner(3, 20, text)], &ctx());
+            assert_eq!(ideas.len(), 1, "{text}");
+            assert_eq!(ideas[0].title, title, "{text}");
+            assert_eq!(local_due(&ideas[0]).as_deref(), Some(due), "{text}");
+        }
+    }
+
+    #[test]
+    fn not_promises() {
+        let dana = signal(S { id: 1, who: Some(("dana", false)), chat: Some(("c1", None)), minutes_ago: 5, text: "I'll send it tomorrow" });
+        let no_deadline = owner(2, 5, "I'll be there");
+        let kept = owner(3, 60, "I'll send you the contract by Friday");
+        let done = owner(4, 10, "Sent! Here's the contract.");
+        let ideas = promises(&[dana, no_deadline, kept, done], &ctx());
+        assert!(ideas.is_empty(), "{ideas:?}");
+    }
+
+    #[test]
+    fn questions_left_unanswered() {
+        let me_earlier = owner(1, 600, "Morning all");
+        let asked = signal(S { id: 2, who: Some(("dana", false)), chat: Some(("c1", Some("Team"))), minutes_ago: 300, text: "Can you review the budget draft?" });
+        let recent = signal(S { id: 3, who: Some(("alex", false)), chat: Some(("c1", Some("Team"))), minutes_ago: 30, text: "thoughts on the logo?" });
+        let ideas = unanswered_questions(&[me_earlier.clone(), asked.clone(), recent], &ctx());
+        assert_eq!(ideas.len(), 1, "{ideas:?}");
+        assert_eq!(ideas[0].title, "Reply to DANA: “Can you review the budget draft?”");
+        assert_eq!(ideas[0].why_now, "DANA asked 5 hours ago and you have not replied there since");
+
+        let replied = owner(4, 100, "on it");
+        assert!(unanswered_questions(&[me_earlier, asked, replied], &ctx()).is_empty());
+    }
+
+    #[test]
+    fn questions_count_in_direct_chats_and_mail_but_not_in_rooms_the_owner_ignores() {
+        let dm = signal(S { id: 1, who: Some(("sam", false)), chat: Some(("sam", None)), minutes_ago: 240, text: "do you have time tomorrow" });
+        let room = signal(S { id: 2, who: Some(("kim", false)), chat: Some(("random", None)), minutes_ago: 240, text: "anyone seen my charger?" });
+        let mut mail = signal(S { id: 3, who: Some(("lee@example.org", false)), chat: Some(("<t1@example.org>", None)), minutes_ago: 1440, text: "Could you confirm the delivery address" });
+        mail.family = Family::Email;
+        let statement = signal(S { id: 4, who: Some(("sam", false)), chat: Some(("sam", None)), minutes_ago: 240, text: "Thanks, sounds good." });
+        let ideas = unanswered_questions(&[dm, room, mail, statement], &ctx());
+        assert_eq!(ideas.iter().map(|i| i.evidence[0]).collect::<Vec<_>>(), [1, 3]);
+        assert!(ideas[1].why_now.contains("1 day"), "{}", ideas[1].why_now);
+    }
+
+    #[test]
+    fn spans_read_naturally() {
+        assert_eq!(humanize(Duration::minutes(1)), "1 minute");
+        assert_eq!(humanize(Duration::minutes(45)), "45 minutes");
+        assert_eq!(humanize(Duration::minutes(150)), "3 hours");
+        assert_eq!(humanize(Duration::hours(50)), "2 days");
+    }
+}
