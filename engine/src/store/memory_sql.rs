@@ -208,19 +208,32 @@ pub(crate) async fn search_sqlite(
     kind: Option<MemoryKind>,
     candidates: u32,
 ) -> Result<Vec<(MemoryRow, f64)>, sqlx::Error> {
-    // Each term quoted and prefix-matched ("dent"* finds "dentist") in subject and content
-    // only; terms are alphanumeric, so quoting keeps them literal. The kind is a column
-    // filter in the same MATCH, so FTS5 ranks and limits in one pass either way.
-    let words = terms.iter().map(|t| format!("\"{t}\"*")).collect::<Vec<_>>().join(" ");
+    // How many memories contain each word (as a prefix, and as itself), from FTS5's own
+    // vocabulary: an upper bound on the matches.
+    let mut counts = Vec::with_capacity(terms.len());
+    for term in terms {
+        counts.push(term_documents(conn, term).await?);
+    }
+    // Ranking means scoring every match; when even the rarest word is in more than a
+    // thousand memories that costs milliseconds and tells little. Then the newest matches
+    // are taken instead, which FTS5 finds by walking its index backwards and stopping.
+    let rank_all = counts.iter().map(|c| c.with_prefix).min().unwrap_or(0) <= RANK_AT_MOST;
+    // Each word is quoted (it is alphanumeric, so quoting keeps it literal) and matched as
+    // a prefix ("dent"* finds "dentist") in subject and content. A prefix match merges
+    // whole posting lists up front, so a common word that exists as itself is matched
+    // exactly: FTS5 then steps through it lazily, stopping early or skipping ahead to the
+    // rarer words' matches. Its other forms add little to a word that common.
+    let words = terms
+        .iter()
+        .zip(&counts)
+        .map(|(t, c)| if c.exact > RANK_AT_MOST { format!("\"{t}\"") } else { format!("\"{t}\"*") })
+        .collect::<Vec<_>>()
+        .join(" ");
     let fts_query = match kind {
         Some(kind) => format!("kind : \"{}\" AND {{subject content}} : ({words})", kind.as_str()),
         None => format!("{{subject content}} : ({words})"),
     };
     let columns = MEMORY_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
-    // Ranking means scoring every match; when even the rarest word is in thousands of
-    // memories that costs tens of milliseconds and tells little. Then the newest matches
-    // are taken instead, which FTS5 finds by walking its index backwards and stopping.
-    let rank_all = rarest_term_documents(conn, terms).await? <= RANK_AT_MOST;
     let (select, order) = if rank_all { ("-rank", "rank") } else { ("1.0", "rowid DESC") };
     let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
         "SELECT {columns}, f.relevance AS relevance FROM \
@@ -236,20 +249,22 @@ pub(crate) async fn search_sqlite(
 /// bm25 on this machine kind).
 const RANK_AT_MOST: i64 = 1000;
 
-/// How many memories contain the query's rarest word (counting every word it is a
-/// prefix of), from FTS5's own vocabulary: an upper bound on the number of matches.
-async fn rarest_term_documents(conn: &mut sqlx::SqliteConnection, terms: &[String]) -> Result<i64, sqlx::Error> {
-    let mut rarest = i64::MAX;
-    for term in terms {
-        let documents: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(doc), 0) FROM memories_fts_terms WHERE term >= ?1 AND term < ?1 || char(1114111)",
-        )
-        .bind(term)
-        .fetch_one(&mut *conn)
-        .await?;
-        rarest = rarest.min(documents);
-    }
-    Ok(rarest)
+struct TermDocuments {
+    /// Memories with a word starting with the term (a word counted once per form).
+    with_prefix: i64,
+    /// Memories with exactly this word.
+    exact: i64,
+}
+
+async fn term_documents(conn: &mut sqlx::SqliteConnection, term: &str) -> Result<TermDocuments, sqlx::Error> {
+    let (with_prefix, exact): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(doc), 0), COALESCE(SUM(CASE WHEN term = ?1 THEN doc ELSE 0 END), 0) \
+         FROM memories_fts_terms WHERE term >= ?1 AND term <= ?1 || char(1114111)",
+    )
+    .bind(term)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(TermDocuments { with_prefix, exact })
 }
 
 pub(crate) async fn search_postgres(
