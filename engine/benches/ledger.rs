@@ -38,7 +38,12 @@ fn main() {
                     );
                     s.external_id = Some(format!("c{caller}-{n}"));
                     s.actor = Some(Actor { id: format!("user-{caller}"), name: Some("Bench".into()), is_owner: false });
-                    s.conversation = Some(Conversation { id: format!("chat-{caller}"), title: None, thread_id: None, reply_to: None });
+                    s.conversation = Some(Conversation {
+                        id: format!("chat-{caller}"),
+                        title: None,
+                        thread_id: None,
+                        reply_to: None,
+                    });
                     store.ingest(s).await.unwrap();
                     done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -53,7 +58,10 @@ fn main() {
         for t in tasks {
             t.await.unwrap();
         }
-        println!("ledger ingest, {callers} concurrent callers, SQLite: {:.0} signals/s", count as f64 / elapsed.as_secs_f64());
+        println!(
+            "ledger ingest, {callers} concurrent callers, SQLite: {:.0} signals/s",
+            count as f64 / elapsed.as_secs_f64()
+        );
         store.close().await;
     });
 }

@@ -8,9 +8,14 @@ pub mod signal;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use signal::{Actor, Attachment, Conversation, Family, NewSignal, Signal, SignalId, SignalKind, Source, Trust, Urgency};
 pub use memory::{Memory, MemoryCandidate, MemoryKind, Origin, RememberOutcome};
-pub use store::{Backend, MemoryHit, MemoryQuery, Durability, IngestOutcome, Retention, SignalQuery, Store, StoreConfig, StoreError, SweepReport};
+pub use signal::{
+    Actor, Attachment, Conversation, Family, NewSignal, Signal, SignalId, SignalKind, Source, Trust, Urgency,
+};
+pub use store::{
+    Backend, Durability, IngestOutcome, MemoryHit, MemoryQuery, Retention, SignalQuery, Store, StoreConfig, StoreError,
+    SweepReport,
+};
 
 #[cfg(feature = "testing")]
 pub mod testing;

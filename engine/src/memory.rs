@@ -191,9 +191,14 @@ pub enum Distilled {
     /// Becomes a new memory.
     Accept,
     /// Confirms `id`: same statement again. Confidence and stability grow.
-    Reinforce { id: MemoryId, confidence: f64 },
+    Reinforce {
+        id: MemoryId,
+        confidence: f64,
+    },
     /// Replaces what `id` said about the same subject: the owner changed their mind.
-    Supersede { id: MemoryId },
+    Supersede {
+        id: MemoryId,
+    },
     Reject(Rejection),
 }
 

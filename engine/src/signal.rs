@@ -107,8 +107,7 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 5] =
-        [Family::Message, Family::Email, Family::Interaction, Family::Schedule, Family::Event];
+    pub const ALL: [Family; 5] = [Family::Message, Family::Email, Family::Interaction, Family::Schedule, Family::Event];
 
     pub fn of(kind: &SignalKind) -> Family {
         match kind.as_str() {
@@ -275,10 +274,10 @@ impl NewSignal {
         if self.text.trim().is_empty() && self.attachments.is_empty() && self.payload.is_none() {
             return Err(invalid("text", "is empty (send text, attachments or a payload)"));
         }
-        if let Some(id) = &self.external_id {
-            if id.is_empty() || id.len() > MAX_EXTERNAL_ID_BYTES {
-                return Err(invalid("external_id", format!("must be 1 to {MAX_EXTERNAL_ID_BYTES} bytes")));
-            }
+        if let Some(id) = &self.external_id
+            && (id.is_empty() || id.len() > MAX_EXTERNAL_ID_BYTES)
+        {
+            return Err(invalid("external_id", format!("must be 1 to {MAX_EXTERNAL_ID_BYTES} bytes")));
         }
         if let Some(actor) = &self.actor {
             check_name("actor.id", &actor.id, false)?;
@@ -419,13 +418,11 @@ mod tests {
         let mut other_actor = base.clone();
         other_actor.actor = Some(Actor { id: "42".into(), name: None, is_owner: false });
         let mut other_chat = base.clone();
-        other_chat.conversation =
-            Some(Conversation { id: "c1".into(), title: None, thread_id: None, reply_to: None });
+        other_chat.conversation = Some(Conversation { id: "c1".into(), title: None, thread_id: None, reply_to: None });
         let other_words = msg("hello there");
         let mut other_source = base.clone();
         other_source.source = Source::parse("discord").unwrap();
-        let prints = [&base, &other_actor, &other_chat, &other_words, &other_source]
-            .map(|s| s.fingerprint());
+        let prints = [&base, &other_actor, &other_chat, &other_words, &other_source].map(|s| s.fingerprint());
         for i in 0..prints.len() {
             for j in i + 1..prints.len() {
                 assert_ne!(prints[i], prints[j], "{i} and {j} collide");

@@ -136,9 +136,17 @@ fn main() {
     let loaded_rss = rss_kib(child.id());
     let wal_mib = std::fs::metadata(dir.path().join("loopgate.db-wal")).map_or(0.0, |m| m.len() as f64 / 1048576.0);
     let metrics = runtime.block_on(async {
-        let text = reqwest::Client::builder().no_proxy().build().unwrap()
-            .get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap();
-        text
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     });
     stop(child);
 
@@ -149,7 +157,10 @@ fn main() {
     let mut sorted = latencies;
     sorted.sort_unstable();
     let throughput = acknowledged as f64 / elapsed.as_secs_f64();
-    println!("loopgate ingest benchmark ({} cores, release build)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "loopgate ingest benchmark ({} cores, release build)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("start to ready, new database:      {:>8.1} ms", fresh.as_secs_f64() * 1e3);
     println!("start to ready, existing database: {:>8.1} ms (median of 5)", restarts[2].as_secs_f64() * 1e3);
     println!("idle RSS:                          {:>8.1} MiB", idle_rss as f64 / 1024.0);
@@ -157,10 +168,7 @@ fn main() {
     println!("WAL file after load:               {:>8.1} MiB", wal_mib);
     println!(
         "POST /api/signals, {} clients, {} s: {:.0} signals/s ({} acknowledged)",
-        options.clients,
-        options.seconds,
-        throughput,
-        acknowledged
+        options.clients, options.seconds, throughput, acknowledged
     );
     println!(
         "group commit: {:.0} commits, {:.1} signals per commit on average, {:.2} ms per commit on average",
@@ -261,10 +269,10 @@ impl Connection {
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap();
-                }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
             }
         }
         let mut body = vec![0u8; length];

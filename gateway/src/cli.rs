@@ -269,7 +269,12 @@ async fn signal(settings: Settings, args: SignalArgs) -> anyhow::Result<()> {
         urgency: args.urgency,
         occurred_at: args.occurred_at,
         attachments: Vec::new(),
-        payload: args.payload.as_deref().map(serde_json::from_str).transpose().context("--payload is not valid JSON")?,
+        payload: args
+            .payload
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .context("--payload is not valid JSON")?,
         // Typed by the owner at their own shell, unless they say it is someone else's text.
         trust: if args.untrusted { Trust::Untrusted } else { Trust::Trusted },
         source,

@@ -195,7 +195,9 @@ impl<'de> Deserialize<'de> for ConfigDuration {
             }
             fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<ConfigDuration, E> {
                 humantime::parse_duration(value.trim()).map(ConfigDuration).map_err(|e| {
-                    E::custom(format!("invalid duration {value:?} ({e}); write it like \"90s\", \"15m\", \"2h\" or \"30d\""))
+                    E::custom(format!(
+                        "invalid duration {value:?} ({e}); write it like \"90s\", \"15m\", \"2h\" or \"30d\""
+                    ))
                 })
             }
         }
@@ -337,32 +339,37 @@ impl Config {
             },
             (None, None) => None,
         };
-        if let Some(token) = &api_token {
-            if token.len() < 16 {
-                problem(
-                    "server.api_token_env",
-                    "the API token is shorter than 16 characters".into(),
-                    "use a long random token, e.g. from `openssl rand -hex 32`",
-                );
-            }
+        if let Some(token) = &api_token
+            && token.len() < 16
+        {
+            problem(
+                "server.api_token_env",
+                "the API token is shorter than 16 characters".into(),
+                "use a long random token, e.g. from `openssl rand -hex 32`",
+            );
         }
         let no_token_configured = self.server.api_token_env.is_none() && self.server.api_token_file.is_none();
-        if let Some(addr) = listen {
-            if !addr.ip().is_loopback() && no_token_configured {
-                problem(
-                    "server.api_token_env",
-                    format!("server.listen is {addr}, reachable from other machines, but no API token is configured"),
-                    "set api_token_env = \"LOOPGATE_API_TOKEN\" and export that variable, or listen on 127.0.0.1",
-                );
-            }
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+            && no_token_configured
+        {
+            problem(
+                "server.api_token_env",
+                format!("server.listen is {addr}, reachable from other machines, but no API token is configured"),
+                "set api_token_env = \"LOOPGATE_API_TOKEN\" and export that variable, or listen on 127.0.0.1",
+            );
         }
         if self.server.max_body_bytes < 1024 {
             problem("server.max_body_bytes", "is below 1024".into(), "use at least 1024 (the default is 262144)");
         }
-        if let Some(url) = &self.server.public_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                problem("server.public_url", format!("{url:?} is not an http(s) URL"), "write it like \"https://loopgate.example.org\"");
-            }
+        if let Some(url) = &self.server.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            problem(
+                "server.public_url",
+                format!("{url:?} is not an http(s) URL"),
+                "write it like \"https://loopgate.example.org\"",
+            );
         }
 
         let url = &self.storage.url;
@@ -397,7 +404,11 @@ impl Config {
         };
         for email in &self.owner.emails {
             if !email.contains('@') || email.trim() != email {
-                problem("owner.emails", format!("{email:?} is not an email address"), "list plain addresses like \"me@example.org\"");
+                problem(
+                    "owner.emails",
+                    format!("{email:?} is not an email address"),
+                    "list plain addresses like \"me@example.org\"",
+                );
             }
         }
 
@@ -412,11 +423,19 @@ impl Config {
             ("signals.sweep_interval", self.signals.sweep_interval),
         ] {
             if value.0 < Duration::from_secs(60) {
-                problem(key, format!("{} is under a minute", humantime::format_duration(value.0)), "use at least \"1m\"");
+                problem(
+                    key,
+                    format!("{} is under a minute", humantime::format_duration(value.0)),
+                    "use at least \"1m\"",
+                );
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            problem("log.level", format!("{:?} is not a log filter", self.log.level), "use \"info\", \"debug\" or \"loopgate=debug,sqlx=warn\"");
+            problem(
+                "log.level",
+                format!("{:?} is not a log filter", self.log.level),
+                "use \"info\", \"debug\" or \"loopgate=debug,sqlx=warn\"",
+            );
         }
 
         match (listen, timezone, problems.is_empty()) {
@@ -515,10 +534,10 @@ pub struct QuietHours {
 
 impl QuietHours {
     pub fn parse(text: &str) -> Result<QuietHours, String> {
-        let (start, end) =
-            text.split_once('-').ok_or_else(|| format!("{text:?} is not a range of two times"))?;
+        let (start, end) = text.split_once('-').ok_or_else(|| format!("{text:?} is not a range of two times"))?;
         let time = |t: &str| {
-            chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| format!("{:?} is not a time like 22:00", t.trim()))
+            chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                .map_err(|_| format!("{:?} is not a time like 22:00", t.trim()))
         };
         let (start, end) = (time(start)?, time(end)?);
         if start == end {

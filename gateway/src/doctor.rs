@@ -112,7 +112,9 @@ fn check(config_path: Option<&Path>) -> Report {
 fn check_data_dir(settings: &Settings, report: &mut Report) {
     let dir = &settings.data_dir;
     let probe = dir.join(".doctor-probe");
-    let result = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&probe, b"ok")).and_then(|()| std::fs::remove_file(&probe));
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b"ok"))
+        .and_then(|()| std::fs::remove_file(&probe));
     match result {
         Ok(()) => report.add(Level::Ok, "storage.data_dir", format!("{} is writable", dir.display()), None),
         Err(e) => report.add(
@@ -134,17 +136,27 @@ async fn check_database(settings: &Settings, report: &mut Report) {
                 Level::Fail,
                 "storage.url",
                 format!("cannot open {url}: {e}"),
-                Some("check the URL, that the server runs and the credentials; for SQLite that the folder is writable".into()),
+                Some(
+                    "check the URL, that the server runs and the credentials; for SQLite that the folder is writable"
+                        .into(),
+                ),
             );
             return;
         }
         Err(_) => {
-            report.add(Level::Fail, "storage.url", format!("{url} did not answer within 10s"), Some("check that the database server is reachable".into()));
+            report.add(
+                Level::Fail,
+                "storage.url",
+                format!("{url} did not answer within 10s"),
+                Some("check that the database server is reachable".into()),
+            );
             return;
         }
     };
     match store.pending_migrations().await {
-        Ok(pending) if pending.is_empty() => report.add(Level::Ok, "database", format!("{url} answers; schema up to date"), None),
+        Ok(pending) if pending.is_empty() => {
+            report.add(Level::Ok, "database", format!("{url} answers; schema up to date"), None)
+        }
         Ok(pending) => report.add(
             Level::Warn,
             "database",

@@ -17,7 +17,13 @@ pub fn init_logging(format: LogFormat, level: &str) {
     let result = match format {
         LogFormat::Human => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     // A second call (tests starting several apps) keeps the first subscriber.

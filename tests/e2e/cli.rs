@@ -70,7 +70,8 @@ fn doctor_reports_ok_and_problems_with_fixes() {
     assert!(stdout.contains("migration(s) not applied yet"), "{stdout}");
     assert!(stdout.contains("0 problem(s)"), "{stdout}");
 
-    let (code, stdout, _) = run_cli(&config, &["doctor"], &[("LOOPGATE_SERVER__API_TOKEN_ENV", "LOOPGATE_DOCTOR_TOKEN")]);
+    let (code, stdout, _) =
+        run_cli(&config, &["doctor"], &[("LOOPGATE_SERVER__API_TOKEN_ENV", "LOOPGATE_DOCTOR_TOKEN")]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("FAIL  server.api_token_env"), "{stdout}");
     assert!(stdout.contains("fix: export LOOPGATE_DOCTOR_TOKEN="), "{stdout}");

@@ -149,13 +149,12 @@ impl ServeProcess {
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if let Some(address) = event["address"].as_str() {
-                            let _ = tx.send(address.to_owned());
-                            sent = true;
-                        }
-                    }
+                if !sent
+                    && let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(address) = event["address"].as_str()
+                {
+                    let _ = tx.send(address.to_owned());
+                    sent = true;
                 }
             }
         });

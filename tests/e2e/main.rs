@@ -6,5 +6,5 @@ mod cli;
 mod helpers;
 mod memory_api;
 mod restart;
-mod signals_api;
 mod server;
+mod signals_api;

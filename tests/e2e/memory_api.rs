@@ -67,7 +67,12 @@ async fn bad_memory_requests_are_refused_and_change_nothing() {
     }
     assert_eq!(app.client.delete(app.url("/api/memory/abc")).send().await.unwrap().status(), 404);
     let anonymous = crate::helpers::anonymous_client();
-    let response = anonymous.post(app.url("/api/memory")).json(&json!({"kind": "preference", "content": "sneaky"})).send().await.unwrap();
+    let response = anonymous
+        .post(app.url("/api/memory"))
+        .json(&json!({"kind": "preference", "content": "sneaky"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(anonymous.delete(app.url("/api/memory/1")).send().await.unwrap().status(), 401);
 
@@ -79,7 +84,8 @@ async fn bad_memory_requests_are_refused_and_change_nothing() {
 fn memory_from_the_shell() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let (code, stdout, stderr) = run_cli(&config, &["memory", "add", "--kind", "watch_item", "Flight", "LH400", "status"], &[]);
+    let (code, stdout, stderr) =
+        run_cli(&config, &["memory", "add", "--kind", "watch_item", "Flight", "LH400", "status"], &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "memory 1 added");
     let (code, stdout, _) = run_cli(&config, &["memory", "search", "lh400"], &[]);

@@ -61,7 +61,9 @@ async fn graceful_shutdown_keeps_every_acknowledged_signal() {
     let mut ids = Vec::new();
     for n in 0..20 {
         let body: Value = app
-            .post_signal(json!({"source": "api", "kind": "event", "external_id": n.to_string(), "text": format!("e{n}")}))
+            .post_signal(
+                json!({"source": "api", "kind": "event", "external_id": n.to_string(), "text": format!("e{n}")}),
+            )
             .await
             .json()
             .await
@@ -70,9 +72,12 @@ async fn graceful_shutdown_keeps_every_acknowledged_signal() {
     }
     let url = app.store_url();
     let _dir = app.shutdown().await;
-    let store = loopgate_engine::Store::open(&loopgate_engine::StoreConfig::new(url), std::sync::Arc::new(loopgate_engine::SystemClock))
-        .await
-        .unwrap();
+    let store = loopgate_engine::Store::open(
+        &loopgate_engine::StoreConfig::new(url),
+        std::sync::Arc::new(loopgate_engine::SystemClock),
+    )
+    .await
+    .unwrap();
     for id in ids {
         assert!(store.get_signal(id).await.unwrap().is_some());
     }

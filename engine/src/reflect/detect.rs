@@ -65,7 +65,8 @@ fn find_phrase(words: &[String], phrase: &[&str]) -> Option<usize> {
 /// The words from `from` on, without the time expression and without filler at the
 /// start, in their original spelling.
 fn task_words(original: &[&str], lower: &[String], from: usize, time: Option<(usize, usize)>) -> String {
-    const FILLER: &[&str] = &["to", "about", "that", "of", "please", "pls", "plz", "me", "i", "need", "should", "must", "-", ":"];
+    const FILLER: &[&str] =
+        &["to", "about", "that", "of", "please", "pls", "plz", "me", "i", "need", "should", "must", "-", ":"];
     let mut kept: Vec<&str> = Vec::new();
     for (i, word) in original.iter().enumerate().skip(from) {
         if time.is_some_and(|(start, end)| (start..end).contains(&i)) {
@@ -125,7 +126,9 @@ pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         let due = found.map(|w| w.at);
         let why_now = match due {
             Some(due) if due <= ctx.now => format!("you asked to be reminded at {}", local(due, ctx.timezone)),
-            Some(due) => format!("you asked to be reminded at {} (in {})", local(due, ctx.timezone), humanize(due - ctx.now)),
+            Some(due) => {
+                format!("you asked to be reminded at {} (in {})", local(due, ctx.timezone), humanize(due - ctx.now))
+            }
             None => format!("you asked to be reminded on {}, without a time", local(signal.occurred_at, ctx.timezone)),
         };
         ideas.push(Idea {
@@ -223,7 +226,8 @@ pub fn unanswered_questions(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         &["let", "me", "know"],
         &["please", "confirm"],
     ];
-    let conversation_of = |s: &Signal| s.conversation.as_ref().map(|c| c.thread_id.clone().unwrap_or_else(|| c.id.clone()));
+    let conversation_of =
+        |s: &Signal| s.conversation.as_ref().map(|c| c.thread_id.clone().unwrap_or_else(|| c.id.clone()));
     // The owner's latest message per conversation.
     let mut owner_last: HashMap<String, DateTime<Utc>> = HashMap::new();
     for s in signals.iter().filter(|s| s.actor.as_ref().is_some_and(|a| a.is_owner)) {
@@ -241,7 +245,8 @@ pub fn unanswered_questions(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         if !asks {
             continue;
         }
-        let direct = signal.conversation.as_ref().is_some_and(|c| c.id == actor.id) || signal.family == crate::Family::Email;
+        let direct =
+            signal.conversation.as_ref().is_some_and(|c| c.id == actor.id) || signal.family == crate::Family::Email;
         let owner_there = owner_last.get(&conversation);
         if !direct && owner_there.is_none() {
             continue;
@@ -344,7 +349,11 @@ mod tests {
     fn reminders_in_many_phrasings() {
         let cases = [
             ("remind me to call the plumber tomorrow at 9", "Reminder: call the plumber", Some("Thu 19 09:00")),
-            ("Can you remind me about the dentist appointment on Friday?", "Reminder: the dentist appointment", Some("Fri 20 09:00")),
+            (
+                "Can you remind me about the dentist appointment on Friday?",
+                "Reminder: the dentist appointment",
+                Some("Fri 20 09:00"),
+            ),
             ("pls remind me in 2 hours to check the oven", "Reminder: check the oven", Some("Wed 18 12:05")),
             ("Don't let me forget to water the plants tonight", "Reminder: water the plants", Some("Wed 18 21:00")),
             ("note to self: renew passport next week", "Reminder: renew passport", Some("Mon 23 09:00")),
@@ -363,7 +372,13 @@ mod tests {
 
     #[test]
     fn only_the_owners_own_requests_are_reminders() {
-        let dana = signal(S { id: 1, who: Some(("dana", false)), chat: Some(("c1", None)), minutes_ago: 5, text: "remind me to send you the invoice" });
+        let dana = signal(S {
+            id: 1,
+            who: Some(("dana", false)),
+            chat: Some(("c1", None)),
+            minutes_ago: 5,
+            text: "remind me to send you the invoice",
+        });
         let said = owner(2, 5, "I reminded him yesterday about the invoice");
         let empty = owner(3, 5, "remind me");
         let mut shell = owner(4, 5, "remind me to stretch in 30 minutes");
@@ -385,7 +400,11 @@ mod tests {
         let cases = [
             ("I'll send you the report by Friday", "You promised Dana: send you the report", "Fri 20 09:00"),
             ("Will get back to you tomorrow", "You promised Dana: get back to you", "Thu 19 09:00"),
-            ("let me check with finance and come back to you next week", "You promised Dana: check with finance and come back to you", "Mon 23 09:00"),
+            (
+                "let me check with finance and come back to you next week",
+                "You promised Dana: check with finance and come back to you",
+                "Mon 23 09:00",
+            ),
             ("I'm going to finish the slides before EOD", "You promised Dana: finish the slides", "Wed 18 17:00"),
             ("ok, I will call you at 5pm", "You promised Dana: call you", "Wed 18 17:00"),
         ];
@@ -399,7 +418,13 @@ mod tests {
 
     #[test]
     fn not_promises() {
-        let dana = signal(S { id: 1, who: Some(("dana", false)), chat: Some(("c1", None)), minutes_ago: 5, text: "I'll send it tomorrow" });
+        let dana = signal(S {
+            id: 1,
+            who: Some(("dana", false)),
+            chat: Some(("c1", None)),
+            minutes_ago: 5,
+            text: "I'll send it tomorrow",
+        });
         let no_deadline = owner(2, 5, "I'll be there");
         let kept = owner(3, 60, "I'll send you the contract by Friday");
         let done = owner(4, 10, "Sent! Here's the contract.");
@@ -410,8 +435,20 @@ mod tests {
     #[test]
     fn questions_left_unanswered() {
         let me_earlier = owner(1, 600, "Morning all");
-        let asked = signal(S { id: 2, who: Some(("dana", false)), chat: Some(("c1", Some("Team"))), minutes_ago: 300, text: "Can you review the budget draft?" });
-        let recent = signal(S { id: 3, who: Some(("alex", false)), chat: Some(("c1", Some("Team"))), minutes_ago: 30, text: "thoughts on the logo?" });
+        let asked = signal(S {
+            id: 2,
+            who: Some(("dana", false)),
+            chat: Some(("c1", Some("Team"))),
+            minutes_ago: 300,
+            text: "Can you review the budget draft?",
+        });
+        let recent = signal(S {
+            id: 3,
+            who: Some(("alex", false)),
+            chat: Some(("c1", Some("Team"))),
+            minutes_ago: 30,
+            text: "thoughts on the logo?",
+        });
         let ideas = unanswered_questions(&[me_earlier.clone(), asked.clone(), recent], &ctx());
         assert_eq!(ideas.len(), 1, "{ideas:?}");
         assert_eq!(ideas[0].title, "Reply to DANA: “Can you review the budget draft?”");
@@ -423,11 +460,35 @@ mod tests {
 
     #[test]
     fn questions_count_in_direct_chats_and_mail_but_not_in_rooms_the_owner_ignores() {
-        let dm = signal(S { id: 1, who: Some(("sam", false)), chat: Some(("sam", None)), minutes_ago: 240, text: "do you have time tomorrow" });
-        let room = signal(S { id: 2, who: Some(("kim", false)), chat: Some(("random", None)), minutes_ago: 240, text: "anyone seen my charger?" });
-        let mut mail = signal(S { id: 3, who: Some(("lee@example.org", false)), chat: Some(("<t1@example.org>", None)), minutes_ago: 1440, text: "Could you confirm the delivery address" });
+        let dm = signal(S {
+            id: 1,
+            who: Some(("sam", false)),
+            chat: Some(("sam", None)),
+            minutes_ago: 240,
+            text: "do you have time tomorrow",
+        });
+        let room = signal(S {
+            id: 2,
+            who: Some(("kim", false)),
+            chat: Some(("random", None)),
+            minutes_ago: 240,
+            text: "anyone seen my charger?",
+        });
+        let mut mail = signal(S {
+            id: 3,
+            who: Some(("lee@example.org", false)),
+            chat: Some(("<t1@example.org>", None)),
+            minutes_ago: 1440,
+            text: "Could you confirm the delivery address",
+        });
         mail.family = Family::Email;
-        let statement = signal(S { id: 4, who: Some(("sam", false)), chat: Some(("sam", None)), minutes_ago: 240, text: "Thanks, sounds good." });
+        let statement = signal(S {
+            id: 4,
+            who: Some(("sam", false)),
+            chat: Some(("sam", None)),
+            minutes_ago: 240,
+            text: "Thanks, sounds good.",
+        });
         let ideas = unanswered_questions(&[dm, room, mail, statement], &ctx());
         assert_eq!(ideas.iter().map(|i| i.evidence[0]).collect::<Vec<_>>(), [1, 3]);
         assert!(ideas[1].why_now.contains("1 day"), "{}", ideas[1].why_now);

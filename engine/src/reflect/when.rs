@@ -43,7 +43,12 @@ pub fn find(text: &str, now: DateTime<Utc>, tz: Tz) -> Option<When> {
 
 /// Parses a time expression starting exactly at `words[start]`; returns the local time
 /// and the index after its last word.
-fn parse_at(words: &[String], start: usize, today: NaiveDate, now: NaiveTime) -> Option<(chrono::NaiveDateTime, usize)> {
+fn parse_at(
+    words: &[String],
+    start: usize,
+    today: NaiveDate,
+    now: NaiveTime,
+) -> Option<(chrono::NaiveDateTime, usize)> {
     let word = |i: usize| words.get(i).map(String::as_str);
     let mut i = start;
     // Leading words that only introduce a time.
@@ -100,7 +105,8 @@ fn parse_at(words: &[String], start: usize, today: NaiveDate, now: NaiveTime) ->
         "next" => match word(i + 1)? {
             "week" => Some((next_weekday(today, Weekday::Mon, false).and_time(hm(MORNING)), i + 2)),
             "month" => {
-                let (y, m) = if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
+                let (y, m) =
+                    if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
                 Some((NaiveDate::from_ymd_opt(y, m, 1)?.and_time(hm(MORNING)), i + 2))
             }
             day => {
@@ -140,13 +146,21 @@ fn with_part_of_day(
 }
 
 /// An optional "at 10:30" after a day; without it, `default`.
-fn with_clock(words: &[String], i: usize, date: NaiveDate, default: (u32, u32)) -> Option<(chrono::NaiveDateTime, usize)> {
+fn with_clock(
+    words: &[String],
+    i: usize,
+    date: NaiveDate,
+    default: (u32, u32),
+) -> Option<(chrono::NaiveDateTime, usize)> {
     let at = matches!(words.get(i).map(String::as_str), Some("at" | "around" | "by"));
     let clock = if at { parse_clock(words, i + 1) } else { parse_clock_with_suffix(words, i) };
     match clock {
         Some((time, end)) => {
             // "tomorrow at 7" without am/pm in the evening part means 19:00.
-            let time = if default.0 >= 12 && time.format("%H").to_string().parse::<u32>().ok()? < 12 && !has_meridiem(words, end) {
+            let time = if default.0 >= 12
+                && time.format("%H").to_string().parse::<u32>().ok()? < 12
+                && !has_meridiem(words, end)
+            {
                 time + Duration::hours(12)
             } else {
                 time
@@ -268,7 +282,8 @@ fn parse_date(words: &[String], i: usize, today: NaiveDate) -> Option<(NaiveDate
                 return match this_month.filter(|d| *d >= today) {
                     Some(date) => Some((date, i + 1)),
                     None => {
-                        let (y, m) = if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
+                        let (y, m) =
+                            if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
                         NaiveDate::from_ymd_opt(y, m, day).map(|d| (d, i + 1))
                     }
                 };

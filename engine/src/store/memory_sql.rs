@@ -92,14 +92,22 @@ macro_rules! memory_sql {
                 q.build_query_as().fetch_optional(&mut *conn).await
             }
 
-            pub(crate) async fn is_forgotten(conn: &mut Conn, kind: MemoryKind, key: &str) -> Result<bool, sqlx::Error> {
+            pub(crate) async fn is_forgotten(
+                conn: &mut Conn,
+                kind: MemoryKind,
+                key: &str,
+            ) -> Result<bool, sqlx::Error> {
                 let mut q = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM memory_tombstones WHERE kind = ");
                 q.push_bind(kind.as_str()).push(" AND content_key = ").push_bind(key.to_owned());
                 let count: i64 = q.build_query_scalar().fetch_one(&mut *conn).await?;
                 Ok(count > 0)
             }
 
-            pub(crate) async fn insert(conn: &mut Conn, c: &MemoryCandidate, now: i64) -> Result<MemoryId, sqlx::Error> {
+            pub(crate) async fn insert(
+                conn: &mut Conn,
+                c: &MemoryCandidate,
+                now: i64,
+            ) -> Result<MemoryId, sqlx::Error> {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO memories (kind, subject, content, content_key, confidence, stability, origin, trust, \
                      evidence, created_at, updated_at) VALUES (",

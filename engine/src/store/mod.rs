@@ -271,8 +271,12 @@ impl Store {
     /// Is the database answering? Used by `/readyz` and `doctor`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.inner.pools {
-            Pools::Sqlite { read, .. } => drop(sqlx::query("SELECT 1").execute(read).await?),
-            Pools::Postgres(pool) => drop(sqlx::query("SELECT 1").execute(pool).await?),
+            Pools::Sqlite { read, .. } => {
+                sqlx::query("SELECT 1").execute(read).await?;
+            }
+            Pools::Postgres(pool) => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
         }
         if self.inner.jobs.is_closed() {
             return Err(StoreError::Closed);

@@ -200,7 +200,10 @@ mod tests {
         // Every external id is recorded, even the merged ones, so each redelivery is a duplicate.
         assert_eq!(plan.new_receipts(&items).len(), 3);
         let out = plan.outcomes(&[(1, 3), (2, 1)]);
-        assert_eq!(out.iter().map(|o| (o.id, o.merged)).collect::<Vec<_>>(), [(1, false), (1, true), (1, true), (2, false)]);
+        assert_eq!(
+            out.iter().map(|o| (o.id, o.merged)).collect::<Vec<_>>(),
+            [(1, false), (1, true), (1, true), (2, false)]
+        );
     }
 
     #[test]

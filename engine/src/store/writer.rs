@@ -15,12 +15,21 @@ use super::plan::Prepared;
 use super::{IngestOutcome, MAX_BATCH, Pools, StoreError, SweepReport, sql};
 
 pub(crate) enum Job {
-    Ingest { items: Vec<Prepared>, reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>> },
-    Sweep { now: DateTime<Utc>, receipts: Duration, reply: oneshot::Sender<Result<SweepReport, StoreError>> },
+    Ingest {
+        items: Vec<Prepared>,
+        reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
+    },
+    Sweep {
+        now: DateTime<Utc>,
+        receipts: Duration,
+        reply: oneshot::Sender<Result<SweepReport, StoreError>>,
+    },
     /// Finish a checkpoint the background checkpointer began (SQLite only).
     Checkpoint,
     /// Answered once every job queued before it is done; the writer then stops.
-    Shutdown { reply: oneshot::Sender<()> },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 type IngestReply = oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>;
@@ -171,10 +180,10 @@ pub(crate) async fn checkpoint_sqlite(read: sqlx::SqlitePool, jobs: mpsc::Sender
             passes += 1;
             // The writer's share is a short stall for every caller waiting on it, so it
             // is asked for once a second; meanwhile the background keeps the bulk copied.
-            if passes % 4 == 0 {
-                if let Err(mpsc::error::TrySendError::Closed(_)) = jobs.try_send(Job::Checkpoint) {
-                    return;
-                }
+            if passes.is_multiple_of(4)
+                && let Err(mpsc::error::TrySendError::Closed(_)) = jobs.try_send(Job::Checkpoint)
+            {
+                return;
             }
         }
         last_frames = frames;
@@ -191,8 +200,7 @@ async fn converge(read: &sqlx::SqlitePool) -> Result<i64, sqlx::Error> {
     for _ in 0..6 {
         let started = Instant::now();
         // Columns: busy, frames in the WAL, frames copied so far.
-        (_, frames, _) =
-            sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(read).await?;
+        (_, frames, _) = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(read).await?;
         metrics::histogram!("loopgate_store_checkpoint_seconds", "by" => "background")
             .record(started.elapsed().as_secs_f64());
         // A pass copies what was there when it began; what came meanwhile is the next

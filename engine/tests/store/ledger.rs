@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use chrono::Duration;
 use loopgate_engine::{
-    Actor, Attachment, Clock, Conversation, Family, NewSignal, Retention, SignalKind, SignalQuery, Source, StoreError, Trust,
-    Urgency,
+    Actor, Attachment, Clock, Conversation, Family, NewSignal, Retention, SignalKind, SignalQuery, Source, StoreError,
+    Trust, Urgency,
 };
 use serde_json::json;
 
@@ -45,7 +45,8 @@ async fn a_new_signal_round_trips_every_field(db: Db) {
     s.urgency = Urgency::High;
     s.trust = Trust::Untrusted;
     s.occurred_at = Some(h.clock.now() - Duration::minutes(3));
-    s.attachments = vec![Attachment { name: "q3.xlsx".into(), mime: Some("application/vnd.ms-excel".into()), size: Some(2048) }];
+    s.attachments =
+        vec![Attachment { name: "q3.xlsx".into(), mime: Some("application/vnd.ms-excel".into()), size: Some(2048) }];
     s.payload = Some(json!({"update_id": 1, "message": {"text": "Can you…"}}));
 
     let outcome = h.store.ingest(s.clone()).await.unwrap();
@@ -130,7 +131,8 @@ async fn concurrent_deliveries_all_commit_exactly_once(db: Db) {
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for n in 0..20 {
-                let distinct = store.ingest(message(&format!("{client}-{n}"), &format!("note {client} {n}"))).await.unwrap();
+                let distinct =
+                    store.ingest(message(&format!("{client}-{n}"), &format!("note {client} {n}"))).await.unwrap();
                 assert!(!distinct.duplicate && !distinct.merged);
                 ids.push(distinct.id);
                 // Every client also redelivers one shared update.

@@ -125,7 +125,8 @@ async fn weak_and_forgotten_candidates_are_rejected(db: Db) {
     let outcome = h.store.remember(learned(MemoryKind::WatchItem, "flight lh400 status", 0.9)).await.unwrap();
     assert_eq!(outcome, RememberOutcome::Rejected { reason: Rejection::Forgotten });
     // …but the owner can.
-    let back = h.store.remember(MemoryCandidate::from_owner(MemoryKind::WatchItem, "Flight LH400 status")).await.unwrap();
+    let back =
+        h.store.remember(MemoryCandidate::from_owner(MemoryKind::WatchItem, "Flight LH400 status")).await.unwrap();
     assert!(matches!(back, RememberOutcome::Created { .. }), "{back:?}");
     let again = h.store.remember(learned(MemoryKind::WatchItem, "Flight LH400 status", 0.5)).await.unwrap();
     assert!(matches!(again, RememberOutcome::Reinforced { .. }), "{again:?}");
@@ -133,8 +134,10 @@ async fn weak_and_forgotten_candidates_are_rejected(db: Db) {
 
 async fn search_ranks_by_relevance_and_confidence(db: Db) {
     let h = harness(db, Retention::default()).await;
-    let weak = memory_of(h.store.remember(learned(MemoryKind::Preference, "Likes tea in the afternoon", 0.2)).await.unwrap());
-    let strong = memory_of(h.store.remember(learned(MemoryKind::Preference, "Drinks tea every afternoon", 1.0)).await.unwrap());
+    let weak =
+        memory_of(h.store.remember(learned(MemoryKind::Preference, "Likes tea in the afternoon", 0.2)).await.unwrap());
+    let strong =
+        memory_of(h.store.remember(learned(MemoryKind::Preference, "Drinks tea every afternoon", 1.0)).await.unwrap());
     memory_of(h.store.remember(learned(MemoryKind::Preference, "Coffee before nine", 1.0)).await.unwrap());
     let hits = h.store.search_memories(&query("tea afternoon")).await.unwrap();
     assert_eq!(hits.iter().map(|m| m.memory.id).collect::<Vec<_>>(), [strong.id, weak.id]);
@@ -147,7 +150,9 @@ async fn search_filters_by_kind_and_lists_recent_without_words(db: Db) {
     let h = harness(db, Retention::default()).await;
     let a = memory_of(h.store.remember(learned(MemoryKind::OpenLoop, "Send Dana the contract", 0.8)).await.unwrap());
     h.clock.advance(Duration::minutes(1));
-    let b = memory_of(h.store.remember(learned(MemoryKind::Constraint, "Never email Dana after 20:00", 0.9)).await.unwrap());
+    let b = memory_of(
+        h.store.remember(learned(MemoryKind::Constraint, "Never email Dana after 20:00", 0.9)).await.unwrap(),
+    );
     let dana = |kind| MemoryQuery { text: "dana".into(), kind: Some(kind), limit: 10 };
     let open = h.store.search_memories(&dana(MemoryKind::OpenLoop)).await.unwrap();
     assert_eq!(open.iter().map(|m| m.memory.id).collect::<Vec<_>>(), [a.id]);
@@ -191,7 +196,8 @@ async fn sqlite_common_words_return_the_newest_matches() {
         let kind = if n % 2 == 0 { MemoryKind::RecurringTask } else { MemoryKind::WorkflowPattern };
         h.store.remember(learned(kind, &format!("weekly sync number {n}"), 0.5)).await.unwrap();
     }
-    let rare = memory_of(h.store.remember(learned(MemoryKind::RecurringTask, "weekly plumbing check", 0.5)).await.unwrap());
+    let rare =
+        memory_of(h.store.remember(learned(MemoryKind::RecurringTask, "weekly plumbing check", 0.5)).await.unwrap());
     h.store.remember(learned(MemoryKind::RecurringTask, "monthly report", 0.5)).await.unwrap();
 
     let hits = h.store.search_memories(&query("weekly")).await.unwrap();

@@ -42,7 +42,9 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
         match presented {
             None => return Err(ApiError::unauthorized("missing bearer token (Authorization: Bearer <token>)")),
-            Some(token) if !expected.matches(token.trim()) => return Err(ApiError::unauthorized("invalid bearer token")),
+            Some(token) if !expected.matches(token.trim()) => {
+                return Err(ApiError::unauthorized("invalid bearer token"));
+            }
             Some(_) => {}
         }
     }

@@ -31,7 +31,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Ok(value) => deserializer.end().map(|()| ApiJson(value)).map_err(|e| malformed(&e)),
             Err(e) if e.inner().classify() == serde_json::error::Category::Data => {
                 let path = e.path().to_string();
-                Err(if path == "." { ApiError::invalid(e.inner().to_string()) } else { ApiError::invalid(format!("{path}: {}", e.inner())) })
+                Err(if path == "." {
+                    ApiError::invalid(e.inner().to_string())
+                } else {
+                    ApiError::invalid(format!("{path}: {}", e.inner()))
+                })
             }
             Err(e) => Err(malformed(e.inner())),
         }
@@ -76,7 +80,8 @@ mod tests {
 
     #[test]
     fn json_content_types() {
-        let ok = ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"];
+        let ok =
+            ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"];
         for v in ok {
             assert!(is_json(Some(&header::HeaderValue::from_static(v))), "{v}");
         }

@@ -29,7 +29,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let channels: Vec<_> = state.channels.iter().map(|c| c.report(now_ms)).collect();
     let ready = database["ok"] == true && channels.iter().all(|c| c.live);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"status": if ready { "ready" } else { "unready" }, "database": database, "channels": channels})))
+    (
+        status,
+        Json(json!({"status": if ready { "ready" } else { "unready" }, "database": database, "channels": channels})),
+    )
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

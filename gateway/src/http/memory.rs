@@ -22,8 +22,12 @@ pub struct SearchParams {
     limit: Option<u32>,
 }
 
-pub async fn search(State(state): State<AppState>, ApiQuery(params): ApiQuery<SearchParams>) -> Result<Json<serde_json::Value>, ApiError> {
-    let kind = params.kind.as_deref().map(MemoryKind::parse).transpose().map_err(|e| ApiError::invalid(e.to_string()))?;
+pub async fn search(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let kind =
+        params.kind.as_deref().map(MemoryKind::parse).transpose().map_err(|e| ApiError::invalid(e.to_string()))?;
     let limit = params.limit.unwrap_or(20);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be between 1 and {MAX_LIMIT}")));

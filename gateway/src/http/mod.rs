@@ -57,7 +57,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(record_metrics))
-        .layer(TraceLayer::new_for_http().make_span_with(RequestSpan::default()))
+        .layer(TraceLayer::new_for_http().make_span_with(RequestSpan))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal(&"handler panicked").into_response()))
         .with_state(state)
 }
@@ -84,7 +84,8 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     metrics::counter!("loopgate_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("loopgate_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("loopgate_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -103,4 +104,3 @@ impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
         )
     }
 }
-

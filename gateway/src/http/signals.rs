@@ -5,7 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
-use loopgate_engine::{Actor, Attachment, Conversation, NewSignal, Signal, SignalKind, SignalQuery, Source, Trust, Urgency};
+use loopgate_engine::{
+    Actor, Attachment, Conversation, NewSignal, Signal, SignalKind, SignalQuery, Source, Trust, Urgency,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -147,7 +149,10 @@ impl IngestBody {
     }
 }
 
-pub async fn ingest(State(state): State<AppState>, ApiJson(body): ApiJson<IngestBody>) -> Result<impl IntoResponse, ApiError> {
+pub async fn ingest(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<IngestBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let signal = body.into_signal(&state)?;
     let outcome = state.store.ingest(signal).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
@@ -170,10 +175,14 @@ pub struct ListParams {
 
 pub const MAX_LIST_LIMIT: u32 = 1000;
 
-pub async fn list(State(state): State<AppState>, ApiQuery(params): ApiQuery<ListParams>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let now = state.store.clock().now();
     let since = params.since.as_deref().map(|s| parse_since(s, now)).transpose()?;
-    let source = params.source.as_deref().map(Source::parse).transpose().map_err(|e| ApiError::invalid(e.to_string()))?;
+    let source =
+        params.source.as_deref().map(Source::parse).transpose().map_err(|e| ApiError::invalid(e.to_string()))?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
