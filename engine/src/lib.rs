@@ -2,6 +2,7 @@
 //! platforms, mail or HTTP.
 
 pub mod clock;
+pub mod heartbeat;
 pub mod memory;
 pub mod reflect;
 pub mod signal;

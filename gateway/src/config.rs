@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use loopgate_engine::heartbeat::QuietHours;
 use loopgate_engine::{Durability, Retention, StoreConfig};
 use loopgate_policies::Identities;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -525,36 +526,6 @@ fn merge_into(dict: &mut figment::value::Dict, key: String, value: figment::valu
     }
 }
 
-/// A daily window in the owner's time zone; may wrap past midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuietHours {
-    pub start: chrono::NaiveTime,
-    pub end: chrono::NaiveTime,
-}
-
-impl QuietHours {
-    pub fn parse(text: &str) -> Result<QuietHours, String> {
-        let (start, end) = text.split_once('-').ok_or_else(|| format!("{text:?} is not a range of two times"))?;
-        let time = |t: &str| {
-            chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M")
-                .map_err(|_| format!("{:?} is not a time like 22:00", t.trim()))
-        };
-        let (start, end) = (time(start)?, time(end)?);
-        if start == end {
-            return Err(format!("{text:?} starts and ends at the same time"));
-        }
-        Ok(QuietHours { start, end })
-    }
-
-    pub fn contains(&self, time: chrono::NaiveTime) -> bool {
-        if self.start < self.end {
-            self.start <= time && time < self.end
-        } else {
-            time >= self.start || time < self.end
-        }
-    }
-}
-
 /// The configuration after validation, in the types the program uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -685,16 +656,6 @@ mod tests {
             ["server.listen", "storage.url", "owner.timezone", "owner.quiet_hours", "signals.retention.message"]
         );
         assert!(problems.iter().all(|p| !p.fix.is_empty()));
-    }
-
-    #[test]
-    fn quiet_hours_wrap_midnight() {
-        let q = QuietHours::parse("22:00-07:00").unwrap();
-        let t = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
-        assert!(q.contains(t(23, 0)) && q.contains(t(6, 59)) && !q.contains(t(7, 0)) && !q.contains(t(12, 0)));
-        let day = QuietHours::parse("12:00-13:30").unwrap();
-        assert!(day.contains(t(12, 0)) && !day.contains(t(13, 30)));
-        assert!(QuietHours::parse("07:00-07:00").is_err());
     }
 
     #[test]
