@@ -1,5 +1,7 @@
-//! Reflection: from evidence to ideas. So far the deterministic reflector's detectors
-//! (`detect`) and the reading of time expressions they rely on (`when`).
+//! Reflection: evidence → ideas → critique → decision. The deterministic reflector's
+//! detectors (`detect`), the reading of time expressions they rely on (`when`), and one
+//! run's critique, decision and artifacts (`run`).
 
 pub mod detect;
+pub mod run;
 pub mod when;

@@ -1,0 +1,324 @@
+//! One reflection: evidence → ideas → critique → decision, and the artifacts it leaves.
+//!
+//! [`think`] is pure. [`write_artifacts`] lays the run out under the data directory as
+//! `reflection/runs/<run_id>/{evidence.json, ideas.jsonl, critique.jsonl, decision.json,
+//! recommendation.md}` plus a line in `reflection/journal/YYYY-MM-DD.jsonl`.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::detect::{self, Context, Idea};
+use crate::memory::{Memory, MemoryKind};
+use crate::signal::Signal;
+
+/// Ideas below this are not worth the owner's attention on their own.
+pub const THIN_EVIDENCE: f64 = 0.5;
+/// At most this many recommendations per run: a pulse should not flood a chat.
+pub const MAX_RECOMMENDATIONS: usize = 5;
+
+/// What a reflection looked at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub signals: Vec<Signal>,
+    /// Memories that can change the verdict (ignored noise, constraints, open loops).
+    pub memories: Vec<Memory>,
+    /// Keys of ideas already live as suggestions (or decided), which are not raised again.
+    pub live_keys: HashSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Keep,
+    /// Already suggested and still live.
+    Duplicate,
+    /// The owner dismissed things like this before.
+    IgnoredNoise {
+        memory_id: i64,
+    },
+    /// Too unsure to bother the owner with.
+    ThinEvidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Critique {
+    pub key: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Thought {
+    pub ideas: Vec<Idea>,
+    pub critique: Vec<Critique>,
+    /// The kept ideas, best first, at most [`MAX_RECOMMENDATIONS`].
+    pub decision: Vec<Idea>,
+}
+
+/// Runs every detector over the evidence, critiques each idea, and decides.
+pub fn think(evidence: &Evidence, ctx: &Context) -> Thought {
+    let mut ideas = detect::reminders(&evidence.signals, ctx);
+    ideas.extend(detect::promises(&evidence.signals, ctx));
+    ideas.extend(detect::unanswered_questions(&evidence.signals, ctx));
+    judge(ideas, evidence)
+}
+
+/// Critique and decision over ideas from any reflector (the detectors, later a model).
+pub fn judge(ideas: Vec<Idea>, evidence: &Evidence) -> Thought {
+    let noise: Vec<(i64, HashSet<String>)> = evidence
+        .memories
+        .iter()
+        .filter(|m| m.kind == MemoryKind::IgnoredNoise)
+        .map(|m| (m.id, content_words(&m.content)))
+        .collect();
+    let mut seen = HashSet::new();
+    let critique: Vec<Critique> = ideas
+        .iter()
+        .map(|idea| {
+            let verdict = if evidence.live_keys.contains(&idea.key) || !seen.insert(idea.key.clone()) {
+                Verdict::Duplicate
+            } else if let Some(memory_id) = matching_noise(&noise, &idea.title) {
+                Verdict::IgnoredNoise { memory_id }
+            } else if idea.confidence < THIN_EVIDENCE {
+                Verdict::ThinEvidence
+            } else {
+                Verdict::Keep
+            };
+            Critique { key: idea.key.clone(), verdict }
+        })
+        .collect();
+
+    let mut decision: Vec<Idea> =
+        ideas.iter().zip(&critique).filter(|(_, c)| c.verdict == Verdict::Keep).map(|(idea, _)| idea.clone()).collect();
+    // Most certain first; among equals, whatever is due soonest.
+    decision.sort_by(|a, b| {
+        b.confidence.total_cmp(&a.confidence).then_with(|| match (a.due, b.due) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.key.cmp(&b.key),
+        })
+    });
+    decision.truncate(MAX_RECOMMENDATIONS);
+    Thought { ideas, critique, decision }
+}
+
+/// Words of three letters or more, lowercased: what two texts must share to be "alike".
+fn content_words(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_lowercase).collect()
+}
+
+/// An ignored-noise memory whose words mostly appear in the idea.
+fn matching_noise(noise: &[(i64, HashSet<String>)], title: &str) -> Option<i64> {
+    let words = content_words(title);
+    noise.iter().find_map(|(id, noise_words)| {
+        let shared = noise_words.iter().filter(|w| words.contains(*w)).count();
+        (!noise_words.is_empty() && shared * 10 >= noise_words.len() * 6).then_some(*id)
+    })
+}
+
+/// Writes a run's artifacts and its journal line; returns the run's folder.
+pub fn write_artifacts(
+    data_dir: &Path,
+    run_id: &str,
+    at: DateTime<Utc>,
+    evidence: &Evidence,
+    thought: &Thought,
+) -> std::io::Result<PathBuf> {
+    let dir = data_dir.join("reflection").join("runs").join(run_id);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("evidence.json"), pretty(evidence))?;
+    std::fs::write(dir.join("ideas.jsonl"), jsonl(&thought.ideas))?;
+    std::fs::write(dir.join("critique.jsonl"), jsonl(&thought.critique))?;
+    std::fs::write(dir.join("decision.json"), pretty(&thought.decision))?;
+    std::fs::write(dir.join("recommendation.md"), recommendation(run_id, at, thought))?;
+
+    let journal_dir = data_dir.join("reflection").join("journal");
+    std::fs::create_dir_all(&journal_dir)?;
+    let line = serde_json::json!({
+        "run_id": run_id,
+        "at": at,
+        "signals": evidence.signals.len(),
+        "ideas": thought.ideas.len(),
+        "kept": thought.decision.len(),
+    });
+    let mut journal = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(journal_dir.join(format!("{}.jsonl", at.format("%Y-%m-%d"))))?;
+    writeln!(journal, "{line}")?;
+    Ok(dir)
+}
+
+fn pretty<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("serializable") + "\n"
+}
+
+fn jsonl<T: Serialize>(items: &[T]) -> String {
+    items.iter().map(|item| serde_json::to_string(item).expect("serializable") + "\n").collect()
+}
+
+/// A short note a person can read in the run folder.
+fn recommendation(run_id: &str, at: DateTime<Utc>, thought: &Thought) -> String {
+    let mut text = format!("# Reflection {run_id}\n\n{}\n\n", at.format("%Y-%m-%d %H:%M UTC"));
+    if thought.decision.is_empty() {
+        text.push_str("Nothing worth raising.\n");
+    }
+    for (n, idea) in thought.decision.iter().enumerate() {
+        text.push_str(&format!(
+            "{}. **{}** — {} (confidence {:.2}, evidence: {})\n",
+            n + 1,
+            idea.title,
+            idea.why_now,
+            idea.confidence,
+            idea.evidence.iter().map(|id| format!("signal {id}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let dropped = thought.critique.iter().filter(|c| c.verdict != Verdict::Keep).count();
+    if dropped > 0 {
+        text.push_str(&format!("\n{dropped} idea(s) dropped in critique; see critique.jsonl.\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::memory::Origin;
+    use crate::signal::{Actor, Conversation, Family, SignalKind, Source, Trust, Urgency};
+
+    fn ctx() -> Context {
+        Context {
+            now: chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 18, 10, 15, 0).unwrap().with_timezone(&Utc),
+            timezone: chrono_tz::Europe::Berlin,
+            answer_grace: Duration::hours(2),
+        }
+    }
+
+    fn signal(id: i64, owner: bool, minutes_ago: i64, text: &str) -> Signal {
+        let at = ctx().now - Duration::minutes(minutes_ago);
+        Signal {
+            id,
+            source: Source::parse("telegram").unwrap(),
+            kind: SignalKind::parse("message").unwrap(),
+            family: Family::Message,
+            external_id: None,
+            actor: Some(Actor { id: if owner { "me" } else { "dana" }.into(), name: None, is_owner: owner }),
+            conversation: Some(Conversation {
+                id: "dana".into(),
+                title: Some("Dana".into()),
+                thread_id: None,
+                reply_to: None,
+            }),
+            text: text.into(),
+            urgency: Urgency::Normal,
+            trust: Trust::Untrusted,
+            occurred_at: at,
+            attachments: vec![],
+            payload: None,
+            fingerprint: String::new(),
+            count: 1,
+            first_seen: at,
+            last_seen: at,
+            expires_at: at,
+            seq: id,
+        }
+    }
+
+    fn noise(id: i64, content: &str) -> Memory {
+        Memory {
+            id,
+            kind: MemoryKind::IgnoredNoise,
+            subject: String::new(),
+            content: content.into(),
+            confidence: 0.4,
+            stability: 1,
+            origin: Origin::Response,
+            trust: Trust::Trusted,
+            evidence: vec![],
+            created_at: ctx().now,
+            updated_at: ctx().now,
+        }
+    }
+
+    fn evidence() -> Evidence {
+        // A direct chat with Alex, where the owner has not answered.
+        let mut question = signal(2, false, 300, "Can you review the budget draft?");
+        question.actor = Some(Actor { id: "alex".into(), name: Some("Alex".into()), is_owner: false });
+        question.conversation = Some(Conversation { id: "alex".into(), title: None, thread_id: None, reply_to: None });
+        Evidence {
+            signals: vec![
+                signal(1, true, 30, "remind me to call the plumber tomorrow at 9"),
+                question,
+                signal(3, true, 20, "I'll send you the contract by Friday"),
+                signal(4, true, 10, "remind me to buy milk"),
+                signal(5, true, 5, "remind me to check the newsletter digest tonight"),
+            ],
+            memories: vec![noise(9, "newsletter digest")],
+            live_keys: HashSet::from(["promise:3".to_owned()]),
+        }
+    }
+
+    #[test]
+    fn critique_drops_duplicates_noise_and_thin_ideas_and_decision_ranks_the_rest() {
+        let thought = think(&evidence(), &ctx());
+        let verdict = |key: &str| thought.critique.iter().find(|c| c.key == key).map(|c| c.verdict.clone());
+        assert_eq!(verdict("promise:3"), Some(Verdict::Duplicate));
+        assert_eq!(verdict("reminder:5"), Some(Verdict::IgnoredNoise { memory_id: 9 }));
+        assert_eq!(verdict("reminder:1"), Some(Verdict::Keep));
+        assert_eq!(verdict("question:2"), Some(Verdict::Keep));
+        // "buy milk" has no time: confidence 0.6, still kept, ranked after the timed one.
+        assert_eq!(
+            thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+            ["reminder:1", "question:2", "reminder:4"]
+        );
+    }
+
+    #[test]
+    fn thin_ideas_are_dropped_and_at_most_five_are_recommended() {
+        let idea = |key: &str, confidence: f64| Idea {
+            kind: detect::IdeaKind::Reminder,
+            title: format!("Reminder: {key}"),
+            why_now: String::new(),
+            due: None,
+            evidence: vec![1],
+            confidence,
+            key: key.into(),
+        };
+        let mut ideas = vec![idea("thin", 0.3)];
+        ideas.extend((0..7).map(|n| idea(&format!("k{n}"), 0.6 + n as f64 / 100.0)));
+        let ev = Evidence { signals: vec![], memories: vec![], live_keys: HashSet::new() };
+        let thought = judge(ideas, &ev);
+        assert_eq!(thought.critique[0].verdict, Verdict::ThinEvidence);
+        assert_eq!(thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["k6", "k5", "k4", "k3", "k2"]);
+    }
+
+    #[test]
+    fn artifacts_are_written_where_spec_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = evidence();
+        let thought = think(&ev, &ctx());
+        let run = write_artifacts(dir.path(), "r1", ctx().now, &ev, &thought).unwrap();
+        assert_eq!(run, dir.path().join("reflection/runs/r1"));
+        for file in ["evidence.json", "ideas.jsonl", "critique.jsonl", "decision.json", "recommendation.md"] {
+            assert!(run.join(file).exists(), "{file}");
+        }
+        let ideas = std::fs::read_to_string(run.join("ideas.jsonl")).unwrap();
+        assert_eq!(ideas.lines().count(), thought.ideas.len());
+        let decision: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("decision.json")).unwrap()).unwrap();
+        assert_eq!(decision[0]["key"], "reminder:1");
+        let md = std::fs::read_to_string(run.join("recommendation.md")).unwrap();
+        assert!(md.contains("1. **Reminder: call the plumber**"), "{md}");
+        write_artifacts(dir.path(), "r2", ctx().now, &ev, &thought).unwrap();
+        let journal = std::fs::read_to_string(dir.path().join("reflection/journal/2026-11-18.jsonl")).unwrap();
+        assert_eq!(journal.lines().count(), 2);
+        assert!(journal.contains("\"run_id\":\"r2\""));
+    }
+}
