@@ -285,57 +285,9 @@ pub fn humanize(span: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
-
     use super::*;
-    use crate::signal::{Actor, Conversation, Family, SignalKind, Source, Urgency};
-
-    /// Wednesday 2026-11-18, 10:15 in Berlin.
-    fn ctx() -> Context {
-        Context {
-            now: chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 18, 10, 15, 0).unwrap().with_timezone(&Utc),
-            timezone: chrono_tz::Europe::Berlin,
-            answer_grace: Duration::hours(2),
-        }
-    }
-
-    struct S<'a> {
-        id: SignalId,
-        who: Option<(&'a str, bool)>,
-        chat: Option<(&'a str, Option<&'a str>)>,
-        minutes_ago: i64,
-        text: &'a str,
-    }
-
-    fn signal(s: S) -> Signal {
-        let at = ctx().now - Duration::minutes(s.minutes_ago);
-        Signal {
-            id: s.id,
-            source: Source::parse("telegram").unwrap(),
-            kind: SignalKind::parse("message").unwrap(),
-            family: Family::Message,
-            external_id: None,
-            actor: s.who.map(|(id, is_owner)| Actor { id: id.into(), name: Some(id.to_uppercase()), is_owner }),
-            conversation: s.chat.map(|(id, title)| Conversation {
-                id: id.into(),
-                title: title.map(Into::into),
-                thread_id: None,
-                reply_to: None,
-            }),
-            text: s.text.into(),
-            urgency: Urgency::Normal,
-            trust: Trust::Untrusted,
-            occurred_at: at,
-            attachments: vec![],
-            payload: None,
-            fingerprint: String::new(),
-            count: 1,
-            first_seen: at,
-            last_seen: at,
-            expires_at: at,
-            seq: s.id,
-        }
-    }
+    use crate::reflect::fixtures::{S, ctx, signal};
+    use crate::signal::Family;
 
     fn owner(id: SignalId, minutes_ago: i64, text: &str) -> Signal {
         signal(S { id, who: Some(("me", true)), chat: Some(("c1", Some("Dana"))), minutes_ago, text })

@@ -5,3 +5,6 @@
 pub mod detect;
 pub mod run;
 pub mod when;
+
+#[cfg(test)]
+mod fixtures;

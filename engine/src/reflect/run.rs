@@ -187,48 +187,14 @@ fn recommendation(run_id: &str, at: DateTime<Utc>, thought: &Thought) -> String 
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, TimeZone};
-
     use super::*;
     use crate::memory::Origin;
-    use crate::signal::{Actor, Conversation, Family, SignalKind, Source, Trust, Urgency};
-
-    fn ctx() -> Context {
-        Context {
-            now: chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 18, 10, 15, 0).unwrap().with_timezone(&Utc),
-            timezone: chrono_tz::Europe::Berlin,
-            answer_grace: Duration::hours(2),
-        }
-    }
+    use crate::reflect::fixtures::{self, S, ctx};
+    use crate::signal::{Actor, Conversation, Trust};
 
     fn signal(id: i64, owner: bool, minutes_ago: i64, text: &str) -> Signal {
-        let at = ctx().now - Duration::minutes(minutes_ago);
-        Signal {
-            id,
-            source: Source::parse("telegram").unwrap(),
-            kind: SignalKind::parse("message").unwrap(),
-            family: Family::Message,
-            external_id: None,
-            actor: Some(Actor { id: if owner { "me" } else { "dana" }.into(), name: None, is_owner: owner }),
-            conversation: Some(Conversation {
-                id: "dana".into(),
-                title: Some("Dana".into()),
-                thread_id: None,
-                reply_to: None,
-            }),
-            text: text.into(),
-            urgency: Urgency::Normal,
-            trust: Trust::Untrusted,
-            occurred_at: at,
-            attachments: vec![],
-            payload: None,
-            fingerprint: String::new(),
-            count: 1,
-            first_seen: at,
-            last_seen: at,
-            expires_at: at,
-            seq: id,
-        }
+        let who = if owner { ("me", true) } else { ("dana", false) };
+        fixtures::signal(S { id, who: Some(who), chat: Some(("dana", Some("Dana"))), minutes_ago, text })
     }
 
     fn noise(id: i64, content: &str) -> Memory {
