@@ -169,8 +169,11 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Listening for signals starts before anything else, so no moment of start-up is
+    // left where SIGTERM would kill the process without a clean shutdown.
+    let shutdown = shutdown_signal();
     let app = Application::build(settings).await?;
-    app.run_until(shutdown_signal()).await
+    app.run_until(shutdown).await
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
