@@ -44,9 +44,14 @@ pub struct Idea {
     pub key: String,
 }
 
+/// Sent from one of the owner's own accounts.
+fn by_owner_account(signal: &Signal) -> bool {
+    signal.actor.as_ref().is_some_and(|a| a.is_owner)
+}
+
 /// The owner's own words: their account on a channel, or typed at their own shell.
 fn from_owner(signal: &Signal) -> bool {
-    signal.actor.as_ref().is_some_and(|a| a.is_owner) || (signal.actor.is_none() && signal.trust == Trust::Trusted)
+    by_owner_account(signal) || (signal.actor.is_none() && signal.trust == Trust::Trusted)
 }
 
 /// Words with their original spelling, split as [`when::words`] splits them, so indexes
@@ -161,7 +166,7 @@ pub fn promises(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
     ];
     const DONE: &[&str] = &["done", "sent", "attached", "here's", "here", "finished", "delivered", "shared"];
     let mut ideas = Vec::new();
-    for signal in signals.iter().filter(|s| s.actor.as_ref().is_some_and(|a| a.is_owner)) {
+    for signal in signals.iter().filter(|s| by_owner_account(s)) {
         let lower = when::words(&signal.text);
         let Some((at, len)) = COMMITMENTS.iter().find_map(|c| find_phrase(&lower, c).map(|i| (i, c.len()))) else {
             continue;
@@ -178,7 +183,7 @@ pub fn promises(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         let conversation = signal.conversation.as_ref().map(|c| c.id.as_str());
         let closed = signals.iter().any(|later| {
             later.occurred_at > signal.occurred_at
-                && later.actor.as_ref().is_some_and(|a| a.is_owner)
+                && by_owner_account(later)
                 && later.conversation.as_ref().map(|c| c.id.as_str()) == conversation
                 && when::words(&later.text).iter().any(|w| DONE.contains(&w.as_str()))
         });
@@ -230,7 +235,7 @@ pub fn unanswered_questions(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         |s: &Signal| s.conversation.as_ref().map(|c| c.thread_id.clone().unwrap_or_else(|| c.id.clone()));
     // The owner's latest message per conversation.
     let mut owner_last: HashMap<String, DateTime<Utc>> = HashMap::new();
-    for s in signals.iter().filter(|s| s.actor.as_ref().is_some_and(|a| a.is_owner)) {
+    for s in signals.iter().filter(|s| by_owner_account(s)) {
         if let Some(c) = conversation_of(s) {
             let last = owner_last.entry(c).or_insert(s.occurred_at);
             *last = (*last).max(s.occurred_at);

@@ -4,7 +4,7 @@
 //! actually write in reminders and promises are understood; anything else is no time,
 //! never a guess.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 
 /// A time found in text, and the words that said it (so a detector can cut them out of
@@ -89,14 +89,7 @@ fn parse_at(
                 "week" | "the" if word(i + 2) == Some("week") || word(i + 3) == Some("week") => {
                     next_weekday(today, Weekday::Fri, true)
                 }
-                "month" => {
-                    let first_next = if today.month() == 12 {
-                        NaiveDate::from_ymd_opt(today.year() + 1, 1, 1)?
-                    } else {
-                        NaiveDate::from_ymd_opt(today.year(), today.month() + 1, 1)?
-                    };
-                    first_next - Duration::days(1)
-                }
+                "month" => day_of_next_month(today, 1)? - Duration::days(1),
                 _ => return None,
             };
             let end = if word(i + 2) == Some("the") { i + 4 } else { i + 3 };
@@ -104,11 +97,7 @@ fn parse_at(
         }
         "next" => match word(i + 1)? {
             "week" => Some((next_weekday(today, Weekday::Mon, false).and_time(hm(MORNING)), i + 2)),
-            "month" => {
-                let (y, m) =
-                    if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
-                Some((NaiveDate::from_ymd_opt(y, m, 1)?.and_time(hm(MORNING)), i + 2))
-            }
+            "month" => Some((day_of_next_month(today, 1)?.and_time(hm(MORNING)), i + 2)),
             day => {
                 let weekday = parse_weekday(day)?;
                 with_part_of_day(words, i + 2, next_weekday(today, weekday, false), MORNING)
@@ -157,10 +146,7 @@ fn with_clock(
     match clock {
         Some((time, end)) => {
             // "tomorrow at 7" without am/pm in the evening part means 19:00.
-            let time = if default.0 >= 12
-                && time.format("%H").to_string().parse::<u32>().ok()? < 12
-                && !has_meridiem(words, end)
-            {
+            let time = if default.0 >= 12 && time.hour() < 12 && !has_meridiem(words, end) {
                 time + Duration::hours(12)
             } else {
                 time
@@ -281,11 +267,7 @@ fn parse_date(words: &[String], i: usize, today: NaiveDate) -> Option<(NaiveDate
                 let this_month = NaiveDate::from_ymd_opt(today.year(), today.month(), day);
                 return match this_month.filter(|d| *d >= today) {
                     Some(date) => Some((date, i + 1)),
-                    None => {
-                        let (y, m) =
-                            if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
-                        NaiveDate::from_ymd_opt(y, m, day).map(|d| (d, i + 1))
-                    }
+                    None => day_of_next_month(today, day).map(|d| (d, i + 1)),
                 };
             }
             None => return None,
@@ -294,6 +276,12 @@ fn parse_date(words: &[String], i: usize, today: NaiveDate) -> Option<(NaiveDate
     let this_year = NaiveDate::from_ymd_opt(today.year(), month, day)?;
     let date = if this_year < today { NaiveDate::from_ymd_opt(today.year() + 1, month, day)? } else { this_year };
     Some((date, end))
+}
+
+/// That day of the month after `today`'s (None where it has no such day).
+fn day_of_next_month(today: NaiveDate, day: u32) -> Option<NaiveDate> {
+    let (year, month) = if today.month() == 12 { (today.year() + 1, 1) } else { (today.year(), today.month() + 1) };
+    NaiveDate::from_ymd_opt(year, month, day)
 }
 
 fn hm((hour, minute): (u32, u32)) -> NaiveTime {
