@@ -3,10 +3,13 @@
 
 pub mod clock;
 pub mod heartbeat;
+pub mod intelligence;
+pub mod learning;
 pub mod memory;
 pub mod reflect;
 pub mod signal;
 pub mod store;
+pub mod suggestion;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::{Memory, MemoryCandidate, MemoryKind, Origin, RememberOutcome};

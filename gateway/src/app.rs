@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::{Clock, Store, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,8 +40,10 @@ impl Application {
             .await
             .with_context(|| format!("listening on {} (is another loopgate running?)", settings.listen))?;
         let address = listener.local_addr()?;
+        let intelligence = Intelligence::new(store.clone(), settings.intelligence.clone());
         let state = AppState {
             store,
+            intelligence,
             token: settings.api_token.as_deref().map(ApiToken::new),
             identities: Arc::new(settings.identities.clone()),
             metrics: telemetry::metrics_handle(),
@@ -65,6 +68,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let sweeper = tokio::spawn(sweep_expired(store.clone(), settings.sweep_interval, stop_rx.clone()));
+        let heartbeat = tokio::spawn(beat(state.intelligence.clone(), settings.heartbeat_interval, stop_rx.clone()));
         let app = http::router(state, settings.max_body_bytes);
         let mut stop_server = stop_rx.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut stop_server).await });
@@ -87,6 +91,7 @@ impl Application {
         };
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
+        let _ = heartbeat.await;
         store.close().await;
         tracing::info!("loopgate stopped");
         outcome
@@ -102,6 +107,28 @@ async fn sweep_expired(store: Store, every: Duration, mut stop: watch::Receiver<
                 if let Err(error) = store.sweep().await {
                     tracing::warn!(%error, "sweeping expired signals failed");
                 }
+            }
+            () = stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// The heartbeat's timer. The first pulse comes one interval after start, so a restart
+/// loop cannot turn into a reflection loop.
+async fn beat(intelligence: Arc<Intelligence>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let start = tokio::time::Instant::now() + every;
+    let mut tick = tokio::time::interval_at(start, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let next = |i: &Intelligence| chrono::Duration::from_std(every).ok().map(|d| i.store().clock().now() + d);
+    intelligence.set_next_pulse(next(&intelligence));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match intelligence.pulse(false).await {
+                    Ok(report) => tracing::debug!(outcome = ?report.outcome, read = report.read, "pulse"),
+                    Err(error) => tracing::warn!(%error, "pulse failed"),
+                }
+                intelligence.set_next_pulse(next(&intelligence));
             }
             () = stopped(&mut stop) => return,
         }

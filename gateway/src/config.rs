@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
-use loopgate_engine::heartbeat::QuietHours;
+use loopgate_engine::heartbeat::{QuietHours, Rules};
+use loopgate_engine::intelligence::Settings as IntelSettings;
 use loopgate_engine::{Durability, Retention, StoreConfig};
 use loopgate_policies::Identities;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -28,7 +29,63 @@ pub struct Config {
     pub storage: StorageConfig,
     pub owner: OwnerConfig,
     pub signals: SignalsConfig,
+    pub heartbeat: HeartbeatConfig,
+    pub suggestions: SuggestionsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    /// How often the heartbeat looks at what is new.
+    pub interval: ConfigDuration,
+    /// Least time between two reflections.
+    pub cooldown: ConfigDuration,
+    /// Least time after a reflection that failed.
+    pub cooldown_after_failure: ConfigDuration,
+    /// Reflections per day (in the owner's time zone); 0 reflects only by hand.
+    pub daily_budget: u32,
+    /// New actionable signals that justify a reflection on their own.
+    pub actionable_threshold: usize,
+    /// How long a question to the owner may wait before it counts as unanswered.
+    pub answer_grace: ConfigDuration,
+    /// How far back a reflection looks.
+    pub lookback: ConfigDuration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> HeartbeatConfig {
+        HeartbeatConfig {
+            interval: ConfigDuration::secs(300),
+            cooldown: ConfigDuration::secs(30 * 60),
+            cooldown_after_failure: ConfigDuration::secs(5 * 60),
+            daily_budget: 24,
+            actionable_threshold: 3,
+            answer_grace: ConfigDuration::secs(2 * 3600),
+            lookback: ConfigDuration::secs(7 * 86400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuggestionsConfig {
+    /// Most suggestions open for the owner at once.
+    pub max_active: usize,
+    /// How long a suggestion stays up before it expires.
+    pub expires_after: ConfigDuration,
+    /// How long a posted suggestion may go unanswered before it counts as ignored.
+    pub ignore_after: ConfigDuration,
+}
+
+impl Default for SuggestionsConfig {
+    fn default() -> SuggestionsConfig {
+        SuggestionsConfig {
+            max_active: 10,
+            expires_after: ConfigDuration::secs(3 * 86400),
+            ignore_after: ConfigDuration::secs(48 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -431,6 +488,24 @@ impl Config {
                 );
             }
         }
+        let h = &self.heartbeat;
+        for (key, value, least, fix) in [
+            ("heartbeat.interval", h.interval, 1, "use at least \"1s\""),
+            ("heartbeat.answer_grace", h.answer_grace, 60, "use at least \"1m\""),
+            ("heartbeat.lookback", h.lookback, 3600, "use at least \"1h\""),
+            ("suggestions.expires_after", self.suggestions.expires_after, 60, "use at least \"1m\""),
+            ("suggestions.ignore_after", self.suggestions.ignore_after, 60, "use at least \"1m\""),
+        ] {
+            if value.0 < Duration::from_secs(least) {
+                problem(key, format!("{} is too short", humantime::format_duration(value.0)), fix);
+            }
+        }
+        if h.actionable_threshold == 0 {
+            problem("heartbeat.actionable_threshold", "0 would reflect on every pulse".into(), "use 1 or more");
+        }
+        if self.suggestions.max_active == 0 {
+            problem("suggestions.max_active", "0 would never suggest anything".into(), "use 1 or more");
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             problem(
                 "log.level",
@@ -455,9 +530,31 @@ impl Config {
                 timezone,
                 quiet_hours,
                 sweep_interval: self.signals.sweep_interval.0,
+                heartbeat_interval: self.heartbeat.interval.0,
+                intelligence: self.intelligence_settings(timezone, quiet_hours),
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }
+    }
+
+    fn intelligence_settings(&self, timezone: chrono_tz::Tz, quiet_hours: Option<QuietHours>) -> IntelSettings {
+        let d = |d: ConfigDuration| chrono::Duration::from_std(d.0).unwrap_or(chrono::Duration::MAX);
+        let h = &self.heartbeat;
+        let rules = Rules {
+            cooldown: d(h.cooldown),
+            cooldown_after_failure: d(h.cooldown_after_failure),
+            daily_budget: h.daily_budget,
+            actionable_threshold: h.actionable_threshold,
+            timezone,
+            quiet_hours,
+        };
+        let mut settings = IntelSettings::new(rules, self.storage.data_dir.clone());
+        settings.answer_grace = d(h.answer_grace);
+        settings.lookback = d(h.lookback);
+        settings.max_active = self.suggestions.max_active;
+        settings.expires_after = d(self.suggestions.expires_after);
+        settings.ignore_after = d(self.suggestions.ignore_after);
+        settings
     }
 
     fn store_config(&self) -> StoreConfig {
@@ -539,6 +636,9 @@ pub struct Settings {
     pub timezone: chrono_tz::Tz,
     pub quiet_hours: Option<QuietHours>,
     pub sweep_interval: Duration,
+    /// How often the heartbeat pulses on its own.
+    pub heartbeat_interval: Duration,
+    pub intelligence: IntelSettings,
 }
 
 #[cfg(test)]

@@ -42,7 +42,33 @@ pub struct Idea {
     pub confidence: f64,
     /// The same loop found in two runs has the same key.
     pub key: String,
+    /// What it is about beyond this one loop (a conversation): a newer idea on the same
+    /// topic replaces an older one still open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
+
+const REMINDER_TRIGGERS: &[&[&str]] = &[
+    &["remind", "me"],
+    &["remind", "us"],
+    &["reminder"],
+    &["don't", "let", "me", "forget"],
+    &["dont", "let", "me", "forget"],
+    &["do", "not", "let", "me", "forget"],
+    &["note", "to", "self"],
+];
+
+const COMMITMENTS: &[&[&str]] = &[
+    &["i'll"],
+    &["ill"],
+    &["i", "will"],
+    &["i'm", "going", "to"],
+    &["im", "going", "to"],
+    &["i", "am", "going", "to"],
+    &["let", "me"],
+    &["i", "can"],
+    &["will"],
+];
 
 /// Sent from one of the owner's own accounts.
 fn by_owner_account(signal: &Signal) -> bool {
@@ -93,7 +119,7 @@ fn local(at: DateTime<Utc>, tz: Tz) -> String {
     at.with_timezone(&tz).format("%a %-d %b %H:%M").to_string()
 }
 
-fn excerpt(text: &str) -> String {
+pub fn excerpt(text: &str) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= 80 {
         one_line
@@ -105,20 +131,12 @@ fn excerpt(text: &str) -> String {
 /// "remind me to call the plumber tomorrow at 9", "can you remind me about the dentist on
 /// Friday", "don't let me forget to water the plants tonight", "note to self: renew passport".
 pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
-    const TRIGGERS: &[&[&str]] = &[
-        &["remind", "me"],
-        &["remind", "us"],
-        &["reminder"],
-        &["don't", "let", "me", "forget"],
-        &["dont", "let", "me", "forget"],
-        &["do", "not", "let", "me", "forget"],
-        &["note", "to", "self"],
-    ];
     let mut ideas = Vec::new();
     for signal in signals.iter().filter(|s| from_owner(s)) {
         let lower = when::words(&signal.text);
         let original = original_words(&signal.text);
-        let Some((at, trigger)) = TRIGGERS.iter().find_map(|t| find_phrase(&lower, t).map(|i| (i, t.len()))) else {
+        let Some((at, trigger)) = REMINDER_TRIGGERS.iter().find_map(|t| find_phrase(&lower, t).map(|i| (i, t.len())))
+        else {
             continue;
         };
         let found = when::find(&signal.text, signal.occurred_at, ctx.timezone);
@@ -144,6 +162,7 @@ pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
             evidence: vec![signal.id],
             confidence: if due.is_some() { 0.9 } else { 0.6 },
             key: format!("reminder:{}", signal.id),
+            topic: None,
         });
     }
     ideas
@@ -153,17 +172,6 @@ pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
 /// come back to you next week", "I can have the draft ready by EOD". Only with a deadline,
 /// only the owner's, and not once the owner wrote in the same conversation that it is done.
 pub fn promises(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
-    const COMMITMENTS: &[&[&str]] = &[
-        &["i'll"],
-        &["ill"],
-        &["i", "will"],
-        &["i'm", "going", "to"],
-        &["im", "going", "to"],
-        &["i", "am", "going", "to"],
-        &["let", "me"],
-        &["i", "can"],
-        &["will"],
-    ];
     const DONE: &[&str] = &["done", "sent", "attached", "here's", "here", "finished", "delivered", "shared"];
     let mut ideas = Vec::new();
     for signal in signals.iter().filter(|s| by_owner_account(s)) {
@@ -208,29 +216,46 @@ pub fn promises(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
             evidence: vec![signal.id],
             confidence: if lower.get(found.words.0).is_some_and(|w| w == "by" || w == "before") { 0.8 } else { 0.65 },
             key: format!("promise:{}", signal.id),
+            topic: None,
         });
     }
     ideas
 }
 
+/// Phrases that ask the reader for something.
+const ASKING: &[&[&str]] = &[
+    &["can", "you"],
+    &["could", "you"],
+    &["would", "you"],
+    &["will", "you"],
+    &["do", "you"],
+    &["did", "you"],
+    &["are", "you"],
+    &["have", "you"],
+    &["any", "update"],
+    &["any", "news"],
+    &["let", "me", "know"],
+    &["please", "confirm"],
+];
+
 /// Someone asked the owner something — a question mark, or "can you…", "could you…",
 /// "any update…" — in a conversation the owner takes part in (or a direct one), and the
 /// owner has not written there since, for longer than the grace period.
 pub fn unanswered_questions(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
-    const ASKING: &[&[&str]] = &[
-        &["can", "you"],
-        &["could", "you"],
-        &["would", "you"],
-        &["will", "you"],
-        &["do", "you"],
-        &["did", "you"],
-        &["are", "you"],
-        &["have", "you"],
-        &["any", "update"],
-        &["any", "news"],
-        &["let", "me", "know"],
-        &["please", "confirm"],
-    ];
+    open_questions(signals, ctx).0
+}
+
+/// When the earliest question still inside its grace period becomes unanswered, if the
+/// owner does not reply first: the heartbeat's next follow-up.
+pub fn next_question_ripens(signals: &[Signal], ctx: &Context) -> Option<DateTime<Utc>> {
+    open_questions(signals, ctx).1
+}
+
+fn asks(signal: &Signal, lower: &[String]) -> bool {
+    signal.text.contains('?') || ASKING.iter().any(|p| find_phrase(lower, p).is_some())
+}
+
+fn open_questions(signals: &[Signal], ctx: &Context) -> (Vec<Idea>, Option<DateTime<Utc>>) {
     let conversation_of =
         |s: &Signal| s.conversation.as_ref().map(|c| c.thread_id.clone().unwrap_or_else(|| c.id.clone()));
     // The owner's latest message per conversation.
@@ -242,12 +267,12 @@ pub fn unanswered_questions(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         }
     }
     let mut ideas = Vec::new();
+    let mut next = None;
     for signal in signals {
         let Some(actor) = signal.actor.as_ref().filter(|a| !a.is_owner) else { continue };
         let Some(conversation) = conversation_of(signal) else { continue };
         let lower = when::words(&signal.text);
-        let asks = signal.text.contains('?') || ASKING.iter().any(|p| find_phrase(&lower, p).is_some());
-        if !asks {
+        if !asks(signal, &lower) {
             continue;
         }
         let direct =
@@ -261,6 +286,8 @@ pub fn unanswered_questions(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         }
         let waiting = ctx.now - signal.occurred_at;
         if waiting < ctx.answer_grace {
+            let ripens = signal.occurred_at + ctx.answer_grace;
+            next = Some(next.map_or(ripens, |n: DateTime<Utc>| n.min(ripens)));
             continue;
         }
         let who = actor.name.clone().unwrap_or_else(|| actor.id.clone());
@@ -272,9 +299,23 @@ pub fn unanswered_questions(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
             evidence: vec![signal.id],
             confidence: if signal.text.contains('?') { 0.75 } else { 0.6 },
             key: format!("question:{}", signal.id),
+            topic: Some(format!("conversation:{}:{conversation}", signal.source)),
         });
     }
-    ideas
+    (ideas, next)
+}
+
+/// Whether a new signal may need the owner: someone asking them something, something
+/// urgent, or the owner asking to be reminded or promising something. Cheap, so the
+/// heartbeat can judge every new signal.
+pub fn actionable(signal: &Signal) -> bool {
+    let lower = when::words(&signal.text);
+    if from_owner(signal) {
+        REMINDER_TRIGGERS.iter().any(|t| find_phrase(&lower, t).is_some())
+            || (by_owner_account(signal) && COMMITMENTS.iter().any(|c| find_phrase(&lower, c).is_some()))
+    } else {
+        signal.urgency >= crate::signal::Urgency::High || asks(signal, &lower)
+    }
 }
 
 /// "3 hours", "2 days", "40 minutes".

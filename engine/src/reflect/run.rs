@@ -2,7 +2,7 @@
 //!
 //! [`think`] is pure. [`write_artifacts`] lays the run out under the data directory as
 //! `reflection/runs/<run_id>/{evidence.json, ideas.jsonl, critique.jsonl, decision.json,
-//! recommendation.md}` plus a line in `reflection/journal/YYYY-MM-DD.jsonl`.
+//! recommendation.md, dispatch.json}` plus a line in `reflection/journal/YYYY-MM-DD.jsonl`.
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -42,6 +42,13 @@ pub enum Verdict {
     },
     /// Too unsure to bother the owner with.
     ThinEvidence,
+    /// Sure enough, but the owner's answers to things like it say they do not want it.
+    Unwanted {
+        score: f64,
+    },
+    /// Kept, but the owner already has as many open suggestions as they should; it will be
+    /// raised again when there is room.
+    NoRoom,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,16 +66,36 @@ pub struct Thought {
     pub decision: Vec<Idea>,
 }
 
-/// Runs every detector over the evidence, critiques each idea, and decides.
-pub fn think(evidence: &Evidence, ctx: &Context) -> Thought {
+/// Every detector's ideas over the evidence.
+pub fn ideas(evidence: &Evidence, ctx: &Context) -> Vec<Idea> {
     let mut ideas = detect::reminders(&evidence.signals, ctx);
     ideas.extend(detect::promises(&evidence.signals, ctx));
     ideas.extend(detect::unanswered_questions(&evidence.signals, ctx));
-    judge(ideas, evidence)
+    ideas
+}
+
+/// How a decision ranks ideas and how many it may keep.
+pub struct Judging<'a> {
+    /// The idea's confidence weighted by what the owner's answers taught.
+    pub score: &'a dyn Fn(&Idea) -> f64,
+    /// Open suggestions the owner can still take.
+    pub room: usize,
+}
+
+impl Judging<'_> {
+    /// Confidence alone, room for a full run.
+    pub fn plain() -> Judging<'static> {
+        Judging { score: &|idea: &Idea| idea.confidence, room: MAX_RECOMMENDATIONS }
+    }
+}
+
+/// Runs every detector over the evidence, critiques each idea, and decides.
+pub fn think(evidence: &Evidence, ctx: &Context, judging: &Judging) -> Thought {
+    judge(ideas(evidence, ctx), evidence, judging)
 }
 
 /// Critique and decision over ideas from any reflector (the detectors, later a model).
-pub fn judge(ideas: Vec<Idea>, evidence: &Evidence) -> Thought {
+pub fn judge(ideas: Vec<Idea>, evidence: &Evidence, judging: &Judging) -> Thought {
     let noise: Vec<(i64, HashSet<String>)> = evidence
         .memories
         .iter()
@@ -86,25 +113,40 @@ pub fn judge(ideas: Vec<Idea>, evidence: &Evidence) -> Thought {
             } else if idea.confidence < THIN_EVIDENCE {
                 Verdict::ThinEvidence
             } else {
-                Verdict::Keep
+                let score = (judging.score)(idea);
+                if score < THIN_EVIDENCE { Verdict::Unwanted { score: round(score) } } else { Verdict::Keep }
             };
             Critique { key: idea.key.clone(), verdict }
         })
         .collect();
 
-    let mut decision: Vec<Idea> =
-        ideas.iter().zip(&critique).filter(|(_, c)| c.verdict == Verdict::Keep).map(|(idea, _)| idea.clone()).collect();
-    // Most certain first; among equals, whatever is due soonest.
-    decision.sort_by(|a, b| {
-        b.confidence.total_cmp(&a.confidence).then_with(|| match (a.due, b.due) {
+    let mut ranked: Vec<(f64, usize)> = critique
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.verdict == Verdict::Keep)
+        .map(|(i, _)| ((judging.score)(&ideas[i]), i))
+        .collect();
+    // Best score first; among equals, whatever is due soonest.
+    ranked.sort_by(|(sa, a), (sb, b)| {
+        let (a, b) = (&ideas[*a], &ideas[*b]);
+        sb.total_cmp(sa).then_with(|| match (a.due, b.due) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => a.key.cmp(&b.key),
         })
     });
-    decision.truncate(MAX_RECOMMENDATIONS);
+    let room = judging.room.min(MAX_RECOMMENDATIONS);
+    let mut critique = critique;
+    for (_, i) in ranked.iter().skip(room) {
+        critique[*i].verdict = Verdict::NoRoom;
+    }
+    let decision = ranked.iter().take(room).map(|(_, i)| ideas[*i].clone()).collect();
     Thought { ideas, critique, decision }
+}
+
+fn round(score: f64) -> f64 {
+    (score * 1000.0).round() / 1000.0
 }
 
 /// Words of three letters or more, lowercased: what two texts must share to be "alike".
@@ -121,13 +163,42 @@ fn matching_noise(noise: &[(i64, HashSet<String>)], title: &str) -> Option<i64> 
     })
 }
 
-/// Writes a run's artifacts and its journal line; returns the run's folder.
-pub fn write_artifacts(
+/// What the run's index in the database keeps of its evidence: every signal and memory by
+/// id with a line about it, not whole payloads (those are in `evidence.json`).
+pub fn evidence_summary(evidence: &Evidence) -> serde_json::Value {
+    let signals: Vec<_> = evidence
+        .signals
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id,
+                "source": s.source.as_str(),
+                "actor": s.actor.as_ref().map(|a| a.name.clone().unwrap_or_else(|| a.id.clone())),
+                "is_owner": s.actor.as_ref().is_some_and(|a| a.is_owner),
+                "occurred_at": s.occurred_at,
+                "text": detect::excerpt(&s.text),
+            })
+        })
+        .collect();
+    let memories: Vec<_> = evidence
+        .memories
+        .iter()
+        .map(|m| serde_json::json!({"id": m.id, "kind": m.kind, "content": m.content}))
+        .collect();
+    let mut live: Vec<_> = evidence.live_keys.iter().collect();
+    live.sort();
+    serde_json::json!({"signals": signals, "memories": memories, "known_suggestions": live})
+}
+
+/// Writes a run's artifacts and its journal line; returns the run's folder. `dispatch` is
+/// what the run put in front of the owner.
+pub fn write_artifacts<D: Serialize>(
     data_dir: &Path,
     run_id: &str,
     at: DateTime<Utc>,
     evidence: &Evidence,
     thought: &Thought,
+    dispatch: &D,
 ) -> std::io::Result<PathBuf> {
     let dir = data_dir.join("reflection").join("runs").join(run_id);
     std::fs::create_dir_all(&dir)?;
@@ -136,6 +207,7 @@ pub fn write_artifacts(
     std::fs::write(dir.join("critique.jsonl"), jsonl(&thought.critique))?;
     std::fs::write(dir.join("decision.json"), pretty(&thought.decision))?;
     std::fs::write(dir.join("recommendation.md"), recommendation(run_id, at, thought))?;
+    std::fs::write(dir.join("dispatch.json"), pretty(dispatch))?;
 
     let journal_dir = data_dir.join("reflection").join("journal");
     std::fs::create_dir_all(&journal_dir)?;
@@ -233,7 +305,7 @@ mod tests {
 
     #[test]
     fn critique_drops_duplicates_noise_and_thin_ideas_and_decision_ranks_the_rest() {
-        let thought = think(&evidence(), &ctx());
+        let thought = think(&evidence(), &ctx(), &Judging::plain());
         let verdict = |key: &str| thought.critique.iter().find(|c| c.key == key).map(|c| c.verdict.clone());
         assert_eq!(verdict("promise:3"), Some(Verdict::Duplicate));
         assert_eq!(verdict("reminder:5"), Some(Verdict::IgnoredNoise { memory_id: 9 }));
@@ -256,23 +328,48 @@ mod tests {
             evidence: vec![1],
             confidence,
             key: key.into(),
+            topic: None,
         };
         let mut ideas = vec![idea("thin", 0.3)];
         ideas.extend((0..7).map(|n| idea(&format!("k{n}"), 0.6 + n as f64 / 100.0)));
         let ev = Evidence { signals: vec![], memories: vec![], live_keys: HashSet::new() };
-        let thought = judge(ideas, &ev);
+        let thought = judge(ideas, &ev, &Judging::plain());
         assert_eq!(thought.critique[0].verdict, Verdict::ThinEvidence);
         assert_eq!(thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["k6", "k5", "k4", "k3", "k2"]);
+    }
+
+    #[test]
+    fn learned_scores_rank_drop_unwanted_ideas_and_respect_the_room_left() {
+        let thought = think(&evidence(), &ctx(), &Judging::plain());
+        let kept: Vec<_> = thought.decision.iter().map(|i| i.key.clone()).collect();
+        assert_eq!(kept.len(), 3);
+        // The owner keeps dismissing reminders and answers questions.
+        let score = |idea: &Idea| match idea.kind {
+            detect::IdeaKind::Reminder => idea.confidence * 0.4,
+            _ => (idea.confidence * 1.3).min(1.0),
+        };
+        let judging = Judging { score: &score, room: 5 };
+        let thought = think(&evidence(), &ctx(), &judging);
+        assert_eq!(thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["question:2"]);
+        let verdict = |key: &str| thought.critique.iter().find(|c| c.key == key).unwrap().verdict.clone();
+        assert_eq!(verdict("reminder:1"), Verdict::Unwanted { score: 0.36 });
+        // Room for one: the best is kept, the next waits.
+        let thought = think(&evidence(), &ctx(), &Judging { score: &|i: &Idea| i.confidence, room: 1 });
+        assert_eq!(thought.decision.len(), 1);
+        assert_eq!(thought.critique.iter().filter(|c| c.verdict == Verdict::NoRoom).count(), 2);
     }
 
     #[test]
     fn artifacts_are_written_where_spec_says() {
         let dir = tempfile::tempdir().unwrap();
         let ev = evidence();
-        let thought = think(&ev, &ctx());
-        let run = write_artifacts(dir.path(), "r1", ctx().now, &ev, &thought).unwrap();
+        let thought = think(&ev, &ctx(), &Judging::plain());
+        let dispatch = serde_json::json!({"created": []});
+        let run = write_artifacts(dir.path(), "r1", ctx().now, &ev, &thought, &dispatch).unwrap();
         assert_eq!(run, dir.path().join("reflection/runs/r1"));
-        for file in ["evidence.json", "ideas.jsonl", "critique.jsonl", "decision.json", "recommendation.md"] {
+        for file in
+            ["evidence.json", "ideas.jsonl", "critique.jsonl", "decision.json", "recommendation.md", "dispatch.json"]
+        {
             assert!(run.join(file).exists(), "{file}");
         }
         let ideas = std::fs::read_to_string(run.join("ideas.jsonl")).unwrap();
@@ -282,7 +379,7 @@ mod tests {
         assert_eq!(decision[0]["key"], "reminder:1");
         let md = std::fs::read_to_string(run.join("recommendation.md")).unwrap();
         assert!(md.contains("1. **Reminder: call the plumber**"), "{md}");
-        write_artifacts(dir.path(), "r2", ctx().now, &ev, &thought).unwrap();
+        write_artifacts(dir.path(), "r2", ctx().now, &ev, &thought, &dispatch).unwrap();
         let journal = std::fs::read_to_string(dir.path().join("reflection/journal/2026-11-18.jsonl")).unwrap();
         assert_eq!(journal.lines().count(), 2);
         assert!(journal.contains("\"run_id\":\"r2\""));

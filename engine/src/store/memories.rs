@@ -66,6 +66,26 @@ macro_rules! remember_in {
     }};
 }
 
+/// Distils a candidate inside a transaction someone else owns (a response to a suggestion
+/// writes its memory in the same commit as the decision).
+pub(crate) async fn remember_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    candidate: &MemoryCandidate,
+    now: i64,
+) -> Result<RememberOutcome, StoreError> {
+    candidate.validate().map_err(StoreError::InvalidMemory)?;
+    Ok(remember_in!(memory_sql::sqlite, conn, candidate, now))
+}
+
+pub(crate) async fn remember_postgres(
+    conn: &mut sqlx::PgConnection,
+    candidate: &MemoryCandidate,
+    now: i64,
+) -> Result<RememberOutcome, StoreError> {
+    candidate.validate().map_err(StoreError::InvalidMemory)?;
+    Ok(remember_in!(memory_sql::postgres, conn, candidate, now))
+}
+
 impl Store {
     /// Distils a candidate into memory: new, reinforced, superseded or rejected.
     pub async fn remember(&self, candidate: MemoryCandidate) -> Result<RememberOutcome, StoreError> {
@@ -75,14 +95,14 @@ impl Store {
             Pools::Sqlite { write, .. } => {
                 let mut conn = write.acquire().await?;
                 let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                let outcome = remember_in!(memory_sql::sqlite, &mut tx, &candidate, now);
+                let outcome = remember_sqlite(&mut tx, &candidate, now).await?;
                 tx.commit().await?;
                 outcome
             }
             Pools::Postgres(pool) => {
                 let mut conn = pool.acquire().await?;
                 let mut tx = conn.begin().await?;
-                let outcome = remember_in!(memory_sql::postgres, &mut tx, &candidate, now);
+                let outcome = remember_postgres(&mut tx, &candidate, now).await?;
                 tx.commit().await?;
                 outcome
             }

@@ -5,12 +5,15 @@
 //! commit: an acknowledged signal is on disk, and many concurrent writers cost one
 //! transaction instead of many. Reads go straight to a connection pool.
 
+mod intel;
+mod intel_sql;
 mod memories;
 mod memory_sql;
 mod plan;
 mod sql;
 mod writer;
 
+pub use intel::{HeartbeatRecord, NewSuggestion, RunDetail, RunRecord, Upkeep};
 pub use memories::{MemoryHit, MemoryQuery};
 
 use std::borrow::Cow;
@@ -426,11 +429,25 @@ macro_rules! embedded_migrator {
 use sqlx::SqlSafeStr as _;
 
 fn sqlite_migrator() -> Migrator {
-    embedded_migrator!("sqlite", [(1, "signal ledger", "0001_signal_ledger.sql"), (2, "memory", "0002_memory.sql")])
+    embedded_migrator!(
+        "sqlite",
+        [
+            (1, "signal ledger", "0001_signal_ledger.sql"),
+            (2, "memory", "0002_memory.sql"),
+            (3, "intelligence", "0003_intelligence.sql")
+        ]
+    )
 }
 
 fn postgres_migrator() -> Migrator {
-    embedded_migrator!("postgres", [(1, "signal ledger", "0001_signal_ledger.sql"), (2, "memory", "0002_memory.sql")])
+    embedded_migrator!(
+        "postgres",
+        [
+            (1, "signal ledger", "0001_signal_ledger.sql"),
+            (2, "memory", "0002_memory.sql"),
+            (3, "intelligence", "0003_intelligence.sql")
+        ]
+    )
 }
 
 async fn applied_versions<'a, E>(executor: E) -> Result<Vec<i64>, StoreError>

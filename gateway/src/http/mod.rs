@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod extract;
 mod health;
+mod intel;
 mod memory;
 mod signals;
 
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use loopgate_channels::Liveness;
 use loopgate_engine::Store;
+use loopgate_engine::intelligence::Intelligence;
 use loopgate_policies::Identities;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -34,6 +36,7 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub intelligence: Arc<Intelligence>,
     pub token: Option<ApiToken>,
     pub identities: Arc<Identities>,
     pub metrics: PrometheusHandle,
@@ -47,6 +50,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/signals/{id}", get(signals::get))
         .route("/api/memory", get(memory::search).post(memory::add))
         .route("/api/memory/{id}", get(memory::get).delete(memory::forget))
+        .route("/api/pulse", post(intel::pulse))
+        .route("/api/heartbeat", get(intel::heartbeat))
+        .route("/api/runs", get(intel::runs))
+        .route("/api/runs/{id}", get(intel::run))
+        .route("/api/suggestions", get(intel::suggestions))
+        .route("/api/suggestions/{id}", get(intel::suggestion))
+        .route("/api/suggestions/{id}/respond", post(intel::respond))
+        .route("/api/stop", post(intel::stop))
+        .route("/api/resume", post(intel::resume))
         .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()

@@ -1,0 +1,521 @@
+//! Workflow intelligence, wired: the heartbeat reads what is new, decides, and when it
+//! should, runs a reflection whose decision becomes suggestions; upkeep brings back what is
+//! due and retires what went stale; answers go through [`Intelligence::respond`].
+//!
+//! One pulse at a time (the timer and a manual pulse may race): a lock serializes them, so
+//! the heartbeat's cursor and counters are read and written by one pulse only.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::heartbeat::{self, Outcome, Pending, Rules};
+use crate::learning::Weights;
+use crate::memory::MemoryKind;
+use crate::reflect::detect::{self, Context, Idea, IdeaKind};
+use crate::reflect::run::{self, Evidence, Judging};
+use crate::signal::Signal;
+use crate::store::{HeartbeatRecord, MemoryQuery, NewSuggestion, RunRecord, SignalQuery, Store, StoreError, Upkeep};
+use crate::suggestion::{
+    EvidenceLine, RespondError, Responded, Responder, Response, Suggestion, SuggestionId, SuggestionState,
+};
+
+/// New signals one pulse reads at most; the rest wait for the next pulse.
+const MAX_READ_PER_PULSE: usize = 10_000;
+const READ_PAGE: u32 = 1_000;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub rules: Rules,
+    /// How long a question may wait before it counts as unanswered.
+    pub answer_grace: Duration,
+    /// How far back a reflection looks.
+    pub lookback: Duration,
+    /// Most signals one reflection looks at.
+    pub max_evidence: u32,
+    /// Most suggestions open for the owner at once.
+    pub max_active: usize,
+    /// How long a suggestion stays up (from when it is shown) before it expires.
+    pub expires_after: Duration,
+    /// How long a surfaced suggestion may go unanswered before it counts as ignored.
+    pub ignore_after: Duration,
+    /// Where reflection artifacts are written.
+    pub data_dir: PathBuf,
+}
+
+impl Settings {
+    pub fn new(rules: Rules, data_dir: PathBuf) -> Settings {
+        Settings {
+            rules,
+            answer_grace: Duration::hours(2),
+            lookback: Duration::days(7),
+            max_evidence: 1000,
+            max_active: 10,
+            expires_after: Duration::days(3),
+            ignore_after: Duration::hours(48),
+            data_dir,
+        }
+    }
+}
+
+/// What one pulse did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PulseReport {
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The reflection it ran, if any.
+    pub run_id: Option<String>,
+    /// New signals read since the previous pulse.
+    pub read: usize,
+    /// Suggestions the reflection created.
+    pub created: Vec<SuggestionId>,
+    pub upkeep: Upkeep,
+}
+
+/// What `GET /api/heartbeat` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeartbeatStatus {
+    pub last_pulse_at: Option<DateTime<Utc>>,
+    pub last_outcome: Option<serde_json::Value>,
+    pub last_run_id: Option<String>,
+    pub last_reflection_at: Option<DateTime<Utc>>,
+    pub last_reflection_failed: bool,
+    /// When the timer will next pulse (`None` when it has not started).
+    pub next_pulse_at: Option<DateTime<Utc>>,
+    /// When the next scheduled or snoozed suggestion comes due.
+    pub next_due_at: Option<DateTime<Utc>>,
+    /// When a question the last reflection saw becomes unanswered.
+    pub next_followup_at: Option<DateTime<Utc>>,
+    pub reflections_today: i64,
+    pub budget_left: i64,
+    pub paused: bool,
+    /// Signals read since the last reflection that did not justify one yet.
+    pub carried_signals: i64,
+    pub carried_actionable: i64,
+    pub signal_cursor: i64,
+}
+
+pub struct Intelligence {
+    store: Store,
+    settings: Settings,
+    pulse_lock: Mutex<()>,
+    next_pulse_at: std::sync::Mutex<Option<DateTime<Utc>>>,
+}
+
+impl Intelligence {
+    pub fn new(store: Store, settings: Settings) -> Arc<Intelligence> {
+        Arc::new(Intelligence { store, settings, pulse_lock: Mutex::new(()), next_pulse_at: Default::default() })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Told by the timer, for the status.
+    pub fn set_next_pulse(&self, at: Option<DateTime<Utc>>) {
+        *self.next_pulse_at.lock().expect("next pulse lock") = at;
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.store.clock().now()
+    }
+
+    /// One heartbeat: read what is new, decide, act on the decision. `manual` is a pulse run
+    /// by hand: it skips cooldown, budget and quiet hours, never the kill switch.
+    #[tracing::instrument(skip(self), fields(outcome))]
+    pub async fn pulse(&self, manual: bool) -> Result<PulseReport, StoreError> {
+        let _one_at_a_time = self.pulse_lock.lock().await;
+        let now = self.now();
+        let rules = &self.settings.rules;
+        let mut state = self.store.heartbeat_state().await?;
+        let today = now.with_timezone(&rules.timezone).date_naive();
+        if state.budget_day != Some(today) {
+            state.budget_day = Some(today);
+            state.reflections_today = 0;
+        }
+
+        let (read, actionable) = self.read_new(&mut state).await?;
+        state.carried_new += read as i64;
+        state.carried_actionable += actionable as i64;
+        let due_items = self.store.count_due(now).await? as usize;
+        let pending = Pending {
+            new_signals: state.carried_new as usize,
+            actionable: state.carried_actionable as usize,
+            followups_due: usize::from(state.next_followup_at.is_some_and(|at| at <= now)),
+            due_items,
+        };
+        let beat = heartbeat::State {
+            last_reflection_at: state.last_reflection_at,
+            last_reflection_failed: state.last_reflection_failed,
+            reflections_today: state.reflections_today as u32,
+            paused: state.paused,
+        };
+        let outcome = heartbeat::decide(rules, &beat, pending, now, manual);
+        tracing::Span::current().record("outcome", tracing::field::debug(&outcome));
+
+        let settings = &self.settings;
+        let mut report =
+            PulseReport { outcome: outcome.clone(), run_id: None, read, created: vec![], upkeep: Upkeep::default() };
+        match &outcome {
+            Outcome::Reflect { reason } => {
+                report.upkeep =
+                    self.store.upkeep(rules.timezone, settings.expires_after, settings.ignore_after, true).await?;
+                let trigger = if manual { "manual" } else { "heartbeat" };
+                let (run_id, result) = self.reflect(trigger, reason, &report.upkeep).await?;
+                report.run_id = Some(run_id.clone());
+                state.last_run_id = Some(run_id);
+                state.last_reflection_at = Some(now);
+                state.reflections_today += 1;
+                match result {
+                    Ok(reflected) => {
+                        state.last_reflection_failed = false;
+                        state.carried_new = 0;
+                        state.carried_actionable = 0;
+                        state.next_followup_at = reflected.next_followup;
+                        report.created = reflected.created;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "reflection failed");
+                        state.last_reflection_failed = true;
+                    }
+                }
+            }
+            Outcome::Dispatch { .. } => {
+                report.upkeep =
+                    self.store.upkeep(rules.timezone, settings.expires_after, settings.ignore_after, true).await?;
+            }
+            Outcome::Idle { .. } | Outcome::Deferred { .. } => {
+                // Expiry and staleness need no quiet hours; bringing things back does.
+                if !state.paused {
+                    report.upkeep =
+                        self.store.upkeep(rules.timezone, settings.expires_after, settings.ignore_after, false).await?;
+                }
+            }
+        }
+        state.last_pulse_at = Some(now);
+        let mut outcome_json = serde_json::to_value(&outcome).expect("outcome serializes");
+        if let Some(run_id) = &report.run_id {
+            outcome_json["run_id"] = run_id.clone().into();
+        }
+        state.last_outcome = Some(outcome_json);
+        self.store.save_heartbeat(&state).await?;
+        metrics::counter!("loopgate_pulses_total", "outcome" => outcome_name(&outcome)).increment(1);
+        Ok(report)
+    }
+
+    /// Reads signals above the cursor, moving it; returns how many and how many are
+    /// actionable.
+    async fn read_new(&self, state: &mut HeartbeatRecord) -> Result<(usize, usize), StoreError> {
+        let (mut read, mut actionable) = (0, 0);
+        while read < MAX_READ_PER_PULSE {
+            let page = self
+                .store
+                .list_signals(&SignalQuery {
+                    after_seq: Some(state.cursor),
+                    limit: READ_PAGE,
+                    ..SignalQuery::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            state.cursor = last.seq;
+            read += page.len();
+            actionable += page.iter().filter(|s| detect::actionable(s)).count();
+            if page.len() < READ_PAGE as usize {
+                break;
+            }
+        }
+        Ok((read, actionable))
+    }
+
+    /// Runs one reflection and indexes it. The outer error is the store failing to even
+    /// record the run; the inner one is the reflection failing, which is recorded.
+    async fn reflect(
+        &self,
+        trigger: &str,
+        reason: &str,
+        upkeep: &Upkeep,
+    ) -> Result<(String, Result<Reflected, anyhow::Error>), StoreError> {
+        let started = self.now();
+        let run_id = self.store.start_run(started, trigger, reason).await?;
+        let span = tracing::info_span!("reflection", run_id = %run_id);
+        let result = tracing::Instrument::instrument(self.reflect_run(&run_id, upkeep), span).await;
+        let mut record = RunRecord {
+            run_id: run_id.clone(),
+            started_at: started,
+            finished_at: Some(self.now()),
+            trigger: trigger.into(),
+            reason: reason.into(),
+            status: "succeeded".into(),
+            error: None,
+            signals: 0,
+            ideas: 0,
+            kept: 0,
+            created: 0,
+        };
+        let body = match &result {
+            Ok(reflected) => {
+                record.signals = reflected.signals as i64;
+                record.ideas = reflected.ideas as i64;
+                record.kept = reflected.kept as i64;
+                record.created = reflected.created.len() as i64;
+                reflected.body.clone()
+            }
+            Err(error) => {
+                record.status = "failed".into();
+                record.error = Some(format!("{error:#}"));
+                serde_json::json!({})
+            }
+        };
+        self.store.finish_run(&record, &body).await?;
+        Ok((run_id, result))
+    }
+
+    async fn reflect_run(&self, run_id: &str, upkeep: &Upkeep) -> anyhow::Result<Reflected> {
+        use anyhow::Context as _;
+        let now = self.now();
+        let settings = &self.settings;
+        let ctx = Context { now, timezone: settings.rules.timezone, answer_grace: settings.answer_grace };
+
+        let mut signals = self
+            .store
+            .list_signals(&SignalQuery {
+                since: Some(now - settings.lookback),
+                limit: settings.max_evidence,
+                ..SignalQuery::default()
+            })
+            .await
+            .context("reading recent signals")?;
+        signals.reverse();
+        let mut memories = Vec::new();
+        for (kind, limit) in
+            [(MemoryKind::IgnoredNoise, 200), (MemoryKind::WatchItem, 50), (MemoryKind::RecurringTask, 50)]
+        {
+            let hits = self
+                .store
+                .search_memories(&MemoryQuery { text: String::new(), kind: Some(kind), limit })
+                .await
+                .context("reading memories")?;
+            memories.extend(hits.into_iter().map(|h| h.memory));
+        }
+        let mut evidence = Evidence { signals, memories, live_keys: Default::default() };
+
+        let ideas = run::ideas(&evidence, &ctx);
+        let keys: Vec<String> = ideas.iter().map(|i| i.key.clone()).collect();
+        evidence.live_keys = self.store.existing_idea_keys(&keys).await.context("reading known suggestions")?;
+        let weights = Weights::at(&self.store.weights().await.context("reading weights")?, now);
+        let open = self.store.count_suggestions(SuggestionState::Active).await?
+            + self.store.count_suggestions(SuggestionState::Scheduled).await?;
+        let room = settings.max_active.saturating_sub(open as usize);
+        let hour = now.with_timezone(&settings.rules.timezone).hour();
+        let score = |idea: &Idea| weights.score(idea.confidence, class_of(idea.kind), source_of(idea, &evidence), hour);
+        let thought = run::judge(ideas, &evidence, &Judging { score: &score, room });
+
+        let new: Vec<NewSuggestion> =
+            thought.decision.iter().map(|idea| self.suggestion_from(idea, &evidence, score(idea), now)).collect();
+        let created = self.store.create_suggestions(run_id, &new).await.context("creating suggestions")?;
+        let shown = self.store.suggestions_by_id(&created).await?;
+        let dispatch = Dispatch::new(&shown, upkeep);
+        let next_followup = detect::next_question_ripens(&evidence.signals, &ctx);
+
+        let dir = settings.data_dir.clone();
+        let artifacts = (run_id.to_owned(), evidence.clone(), thought.clone(), dispatch.clone());
+        tokio::task::spawn_blocking(move || {
+            let (run_id, evidence, thought, dispatch) = artifacts;
+            run::write_artifacts(&dir, &run_id, now, &evidence, &thought, &dispatch)
+        })
+        .await
+        .context("writing artifacts")?
+        .context("writing artifacts")?;
+
+        Ok(Reflected {
+            signals: evidence.signals.len(),
+            ideas: thought.ideas.len(),
+            kept: thought.decision.len(),
+            body: serde_json::json!({
+                "evidence": run::evidence_summary(&evidence),
+                "ideas": thought.ideas,
+                "critique": thought.critique,
+                "decision": thought.decision,
+                "dispatch": dispatch,
+            }),
+            created,
+            next_followup,
+        })
+    }
+
+    fn suggestion_from(&self, idea: &Idea, evidence: &Evidence, score: f64, now: DateTime<Utc>) -> NewSuggestion {
+        let by_id = |id| evidence.signals.iter().find(|s| s.id == id);
+        let lines = idea
+            .evidence
+            .iter()
+            .map(|id| EvidenceLine { signal_id: *id, summary: by_id(*id).map(summary).unwrap_or_default() })
+            .collect();
+        let first = idea.evidence.first().and_then(|id| by_id(*id));
+        let scheduled = idea.kind == IdeaKind::Reminder && idea.due.is_some_and(|due| due > now);
+        let shown_at = if scheduled { idea.due.unwrap_or(now) } else { now };
+        NewSuggestion {
+            key: idea.key.clone(),
+            topic: idea.topic.clone(),
+            title: idea.title.clone(),
+            why_now: idea.why_now.clone(),
+            evidence: lines,
+            confidence: idea.confidence,
+            score,
+            action: action_for(idea, first),
+            class: class_of(idea.kind).into(),
+            source: source_of(idea, evidence).into(),
+            state: if scheduled { SuggestionState::Scheduled } else { SuggestionState::Active },
+            due_at: idea.due.map(crate::clock::to_millis),
+            expires_at: crate::clock::to_millis(shown_at + self.settings.expires_after),
+        }
+    }
+
+    pub async fn respond(
+        &self,
+        id: SuggestionId,
+        response: &Response,
+        responder: &Responder,
+    ) -> Result<Responded, RespondError> {
+        let responded = self.store.respond(id, response, responder, self.settings.rules.timezone).await?;
+        metrics::counter!("loopgate_responses_total", "response" => response.name()).increment(1);
+        tracing::info!(suggestion = id, response = response.name(), by = %responder.by, via = %responder.via, "answered");
+        Ok(responded)
+    }
+
+    pub async fn status(&self) -> Result<HeartbeatStatus, StoreError> {
+        let state = self.store.heartbeat_state().await?;
+        let now = self.now();
+        let today = now.with_timezone(&self.settings.rules.timezone).date_naive();
+        let used = if state.budget_day == Some(today) { state.reflections_today } else { 0 };
+        let next_pulse_at = *self.next_pulse_at.lock().expect("next pulse lock");
+        let next_due_at = self.store.next_due_at().await?;
+        Ok(HeartbeatStatus {
+            last_pulse_at: state.last_pulse_at,
+            last_outcome: state.last_outcome,
+            last_run_id: state.last_run_id,
+            last_reflection_at: state.last_reflection_at,
+            last_reflection_failed: state.last_reflection_failed,
+            next_pulse_at,
+            next_due_at,
+            next_followup_at: state.next_followup_at,
+            reflections_today: used,
+            budget_left: (i64::from(self.settings.rules.daily_budget) - used).max(0),
+            paused: state.paused,
+            carried_signals: state.carried_new,
+            carried_actionable: state.carried_actionable,
+            signal_cursor: state.cursor,
+        })
+    }
+
+    /// The kill switch for thinking: while paused, pulses only read and count.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), StoreError> {
+        let _one_at_a_time = self.pulse_lock.lock().await;
+        self.store.set_paused(paused).await
+    }
+}
+
+struct Reflected {
+    signals: usize,
+    ideas: usize,
+    kept: usize,
+    body: serde_json::Value,
+    created: Vec<SuggestionId>,
+    next_followup: Option<DateTime<Utc>>,
+}
+
+/// What a run put in front of the owner: `dispatch.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dispatch {
+    /// Suggestions created, with the state they start in (active now, or scheduled).
+    pub created: Vec<DispatchedSuggestion>,
+    /// Snoozed or scheduled suggestions brought back by the same pulse.
+    pub came_due: Vec<SuggestionId>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchedSuggestion {
+    pub id: SuggestionId,
+    pub key: String,
+    pub title: String,
+    pub state: SuggestionState,
+    pub score: f64,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl Dispatch {
+    fn new(shown: &[Suggestion], upkeep: &Upkeep) -> Dispatch {
+        Dispatch {
+            created: shown
+                .iter()
+                .map(|s| DispatchedSuggestion {
+                    id: s.id,
+                    key: s.key.clone(),
+                    title: s.title.clone(),
+                    state: s.state,
+                    score: s.score,
+                    due_at: s.due_at,
+                })
+                .collect(),
+            came_due: upkeep.came_due.clone(),
+        }
+    }
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Idle { .. } => "idle",
+        Outcome::Deferred { .. } => "deferred",
+        Outcome::Reflect { .. } => "reflect",
+        Outcome::Dispatch { .. } => "dispatch",
+    }
+}
+
+pub fn class_of(kind: IdeaKind) -> &'static str {
+    match kind {
+        IdeaKind::Reminder => "reminder",
+        IdeaKind::Promise => "promise",
+        IdeaKind::UnansweredQuestion => "unanswered_question",
+    }
+}
+
+/// The channel the idea's first signal came from ("api" when there is none).
+fn source_of<'a>(idea: &Idea, evidence: &'a Evidence) -> &'a str {
+    idea.evidence
+        .first()
+        .and_then(|id| evidence.signals.iter().find(|s| s.id == *id))
+        .map_or("api", |s| s.source.as_str())
+}
+
+/// "Dana on telegram: “Can you review the budget draft?”"
+fn summary(signal: &Signal) -> String {
+    let who = signal.actor.as_ref().map_or("you", |a| a.name.as_deref().unwrap_or(&a.id));
+    format!("{who} on {}: “{}”", signal.source, detect::excerpt(&signal.text))
+}
+
+/// What acting on an idea would do, for the owner to accept or edit. Running it is the
+/// action layer's job, through policy.
+fn action_for(idea: &Idea, first: Option<&Signal>) -> serde_json::Value {
+    let reply_target = first.map(|s| {
+        serde_json::json!({
+            "channel": s.source.as_str(),
+            "conversation": s.conversation.as_ref().map(|c| c.id.clone()),
+            "reply_to": s.external_id.clone(),
+        })
+    });
+    match idea.kind {
+        IdeaKind::Reminder => {
+            serde_json::json!({"kind": "note", "text": format!("Done: {}", idea.title.trim_start_matches("Reminder: "))})
+        }
+        IdeaKind::Promise => serde_json::json!({"kind": "reminder", "text": idea.title, "at": idea.due}),
+        IdeaKind::UnansweredQuestion => {
+            serde_json::json!({"kind": "message", "target": reply_target, "text": ""})
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Workflow intelligence over HTTP: `POST /api/pulse`, `GET /api/heartbeat`,
+//! `GET /api/runs[/{id}]`, `GET /api/suggestions[/{id}]`, `POST /api/suggestions/{id}/respond`,
+//! `POST /api/stop`, `POST /api/resume`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use loopgate_engine::intelligence::{HeartbeatStatus, PulseReport};
+use loopgate_engine::store::RunDetail;
+use loopgate_engine::suggestion::{
+    RespondError, Responded, Responder, Response, Suggestion, SuggestionState, edited_action,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
+
+const MAX_LIMIT: u32 = 200;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulseBody {
+    /// Pulse as the timer would: cooldown, budget and quiet hours apply. For driving the
+    /// heartbeat from an outside scheduler.
+    #[serde(default)]
+    scheduled: bool,
+}
+
+pub async fn pulse(
+    State(state): State<AppState>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<PulseBody>,
+) -> Result<Json<PulseReport>, ApiError> {
+    Ok(Json(state.intelligence.pulse(!body.scheduled).await?))
+}
+
+pub async fn heartbeat(State(state): State<AppState>) -> Result<Json<HeartbeatStatus>, ApiError> {
+    Ok(Json(state.intelligence.status().await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+fn limit(value: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    let limit = value.unwrap_or(default);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(format!("limit must be between 1 and {MAX_LIMIT}")))
+    }
+}
+
+pub async fn runs(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if params.state.is_some() {
+        return Err(ApiError::invalid("runs cannot be filtered by state"));
+    }
+    let runs = state.store.runs(limit(params.limit, 20)?).await?;
+    Ok(Json(json!({"runs": runs})))
+}
+
+pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
+    state.store.run(&id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no reflection run {id:?}")))
+}
+
+/// `state` is one state, several separated by commas, or `open` (scheduled, active and
+/// snoozed). Without it, every state.
+pub async fn suggestions(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let states = parse_states(params.state.as_deref())?;
+    let suggestions = state.store.suggestions(&states, limit(params.limit, 50)?).await?;
+    Ok(Json(json!({"suggestions": suggestions})))
+}
+
+fn parse_states(text: Option<&str>) -> Result<Vec<SuggestionState>, ApiError> {
+    let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(Vec::new()) };
+    let mut states = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        if name == "open" {
+            states.extend([SuggestionState::Scheduled, SuggestionState::Active, SuggestionState::Snoozed]);
+            continue;
+        }
+        states.push(SuggestionState::parse(name).ok_or_else(|| {
+            let names: Vec<_> = SuggestionState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::invalid(format!("state {name:?} is not one of open, {}", names.join(", ")))
+        })?);
+    }
+    Ok(states)
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found(format!("no suggestion {id:?}")))
+}
+
+pub async fn suggestion(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Suggestion>, ApiError> {
+    let id = parse_id(&id)?;
+    state.store.suggestion(id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no suggestion {id}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespondBody {
+    response: String,
+    edited_action: Option<serde_json::Value>,
+    snooze_until: Option<DateTime<Utc>>,
+    /// "90m", "3h", "2d".
+    snooze_for: Option<String>,
+}
+
+pub async fn respond(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RespondBody>,
+) -> Result<Json<Responded>, ApiError> {
+    let id = parse_id(&id)?;
+    let now = state.store.clock().now();
+    let response = match body.response.as_str() {
+        "act" | "dismiss" | "edit" | "snooze" => parse_response(&state, id, &body, now).await?,
+        other => {
+            return Err(ApiError::invalid(format!("response {other:?} is not one of act, edit, snooze, dismiss")));
+        }
+    };
+    // The API token is the owner's.
+    let responder = Responder { by: "owner".into(), via: "api".into() };
+    Ok(Json(state.intelligence.respond(id, &response, &responder).await?))
+}
+
+async fn parse_response(
+    state: &AppState,
+    id: i64,
+    body: &RespondBody,
+    now: DateTime<Utc>,
+) -> Result<Response, ApiError> {
+    let snoozing = body.snooze_until.is_some() || body.snooze_for.is_some();
+    if body.response != "snooze" && snoozing {
+        return Err(ApiError::invalid("snooze_until and snooze_for go with the snooze response only"));
+    }
+    if body.response != "edit" && body.edited_action.is_some() {
+        return Err(ApiError::invalid("edited_action goes with the edit response only"));
+    }
+    Ok(match body.response.as_str() {
+        "act" => Response::Act,
+        "dismiss" => Response::Dismiss,
+        "edit" => {
+            let Some(edit) = &body.edited_action else {
+                return Err(ApiError::invalid("edit needs edited_action: the new action, or its new text"));
+            };
+            let current =
+                state.store.suggestion(id).await?.ok_or_else(|| ApiError::not_found(format!("no suggestion {id}")))?;
+            Response::Edit { action: edited_action(&current.action, edit).map_err(ApiError::invalid)? }
+        }
+        _ => {
+            let until = match (&body.snooze_until, &body.snooze_for) {
+                (Some(until), None) => *until,
+                (None, Some(span)) => {
+                    let span = humantime::parse_duration(span)
+                        .map_err(|e| ApiError::invalid(format!("snooze_for {span:?}: {e}")))?;
+                    let span = chrono::Duration::from_std(span)
+                        .ok()
+                        .filter(|s| *s <= chrono::Duration::days(366))
+                        .ok_or_else(|| ApiError::invalid("snooze_for is longer than a year"))?;
+                    now + span
+                }
+                (Some(_), Some(_)) => return Err(ApiError::invalid("give snooze_until or snooze_for, not both")),
+                (None, None) => return Err(ApiError::invalid("snooze needs snooze_until or snooze_for")),
+            };
+            Response::Snooze { until }
+        }
+    })
+}
+
+impl From<RespondError> for ApiError {
+    fn from(error: RespondError) -> ApiError {
+        match error {
+            RespondError::NotFound(id) => ApiError::not_found(format!("no suggestion {id}")),
+            e @ RespondError::AlreadyDecided { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "already_decided", e.to_string())
+            }
+            RespondError::Invalid(message) => ApiError::invalid(message),
+            RespondError::Store(e) => e.into(),
+        }
+    }
+}
+
+pub async fn stop(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.intelligence.set_paused(true).await?;
+    tracing::warn!("kill switch: paused by the API");
+    Ok(Json(json!({"paused": true})))
+}
+
+pub async fn resume(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.intelligence.set_paused(false).await?;
+    tracing::info!("kill switch released by the API");
+    Ok(Json(json!({"paused": false})))
+}
