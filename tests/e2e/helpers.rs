@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use loopgate::app::Application;
 use loopgate::config::Config;
-use loopgate_engine::Store;
+use std::sync::Arc;
+
+use loopgate_engine::{Clock, Store, SystemClock};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -37,6 +39,19 @@ impl TestApp {
         let body: serde_json::Value =
             self.client.get(self.url("/api/signals?limit=1000")).send().await.unwrap().json().await.unwrap();
         body["signals"].as_array().cloned().expect("signals array")
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let response = self.client.get(self.url(path)).send().await.expect("request");
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.expect("json body")
+    }
+
+    /// POSTs JSON and returns the status and body.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self.client.post(self.url(path)).json(&body).send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     pub fn store_url(&self) -> String {
@@ -68,13 +83,21 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the app with a modified config. `api_token_env = "TEST_API_TOKEN"` resolves to
 /// [`TOKEN`], and a client built here then sends it.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(tempfile::tempdir().expect("temp dir"), Arc::new(SystemClock), customize).await
+}
+
+/// Starts the app in `dir` (a fresh one, or one a previous app left behind) on `clock`.
+pub async fn spawn_app_in(
+    dir: tempfile::TempDir,
+    clock: Arc<dyn Clock>,
+    customize: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = test_config(dir.path());
     customize(&mut config);
     let env: HashMap<&str, &str> = HashMap::from([("TEST_API_TOKEN", TOKEN)]);
     let settings = config.resolve(&|name| env.get(name).map(|v| v.to_string())).expect("valid test config");
     let with_token = settings.api_token.is_some();
-    let app = Application::build(settings).await.expect("build app");
+    let app = Application::build_with_clock(settings, clock).await.expect("build app");
     let base = format!("http://{}", app.address());
     let store = app.store();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -4,6 +4,7 @@
 
 mod cli;
 mod helpers;
+mod intelligence;
 mod memory_api;
 mod restart;
 mod server;

@@ -1,0 +1,176 @@
+//! Workflow intelligence at the API boundary, on a clock the tests move: heartbeat rules,
+//! reflection runs and their artifacts, suggestions' lifecycle, responses and what they
+//! teach.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use loopgate::config::Config;
+use loopgate_engine::ManualClock;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_in};
+
+/// Wednesday 2026-11-18, 10:15 in Berlin.
+pub fn start() -> DateTime<Utc> {
+    chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 18, 10, 15, 0).unwrap().with_timezone(&Utc)
+}
+
+pub const OWNER: &str = "1001";
+
+pub fn owner_config(config: &mut Config) {
+    config.owner.telegram_user_ids = vec![OWNER.parse().unwrap()];
+    config.owner.timezone = "Europe/Berlin".into();
+    // The timer stays out of the way; tests pulse by hand or "as scheduled".
+    config.heartbeat.interval = loopgate::config::ConfigDuration::secs(3600);
+}
+
+pub async fn app_at(clock: &ManualClock, customize: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), |c| {
+        owner_config(c);
+        customize(c);
+    })
+    .await
+}
+
+/// A Telegram message from `who` in a direct chat with them, `minutes_ago` before now.
+pub fn message(id: &str, who: &str, name: &str, chat: &str, minutes_ago: i64, now: DateTime<Utc>, text: &str) -> Value {
+    json!({
+        "source": "telegram",
+        "kind": "message",
+        "external_id": id,
+        "actor": {"id": who, "name": name},
+        "conversation": {"id": chat},
+        "text": text,
+        "occurred_at": now - Duration::minutes(minutes_ago),
+    })
+}
+
+pub async fn ingest(app: &TestApp, signal: Value) -> i64 {
+    let response = app.post_signal(signal).await;
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+pub async fn pulse(app: &TestApp) -> Value {
+    let (status, body) = app.post("/api/pulse", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+pub async fn scheduled_pulse(app: &TestApp) -> Value {
+    let (status, body) = app.post("/api/pulse", json!({"scheduled": true})).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+pub async fn suggestions(app: &TestApp, state: &str) -> Vec<Value> {
+    app.get(&format!("/api/suggestions?state={state}&limit=200")).await["suggestions"].as_array().unwrap().clone()
+}
+
+pub async fn respond(app: &TestApp, id: i64, body: Value) -> (u16, Value) {
+    app.post(&format!("/api/suggestions/{id}/respond"), body).await
+}
+
+fn titles(list: &[Value]) -> Vec<String> {
+    let mut titles: Vec<String> = list.iter().map(|s| s["title"].as_str().unwrap().to_owned()).collect();
+    titles.sort();
+    titles
+}
+
+fn find<'a>(list: &'a [Value], title_part: &str) -> &'a Value {
+    list.iter()
+        .find(|s| s["title"].as_str().unwrap().contains(title_part))
+        .unwrap_or_else(|| panic!("no suggestion with {title_part:?} in {:?}", titles(list)))
+}
+
+/// A morning's worth of chat: the owner asks for a reminder and promises something; Dana
+/// asked a question three hours ago and got no answer; Sam's question is fresh.
+async fn morning(app: &TestApp, now: DateTime<Utc>) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for signal in [
+        message("m1", OWNER, "Me", "dana", 200, now, "Sure. Remind me to call the plumber tomorrow at 9"),
+        message("m2", OWNER, "Me", "dana", 190, now, "I'll send you the signed contract by Friday"),
+        message("m3", "d1", "Dana", "d1", 180, now, "Could you look at the budget draft before the meeting?"),
+        message("m4", "s1", "Sam", "s1", 10, now, "are you around for lunch?"),
+    ] {
+        ids.push(ingest(app, signal).await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_pulse_reflects_on_new_signals_and_raises_suggestions_with_their_evidence() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |_| {}).await;
+    let ids = morning(&app, start()).await;
+
+    let report = pulse(&app).await;
+    assert_eq!(report["outcome"], "reflect", "{report}");
+    assert_eq!(report["read"], 4);
+    let run_id = report["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(report["created"].as_array().unwrap().len(), 3, "{report}");
+
+    let active = suggestions(&app, "active").await;
+    assert_eq!(
+        titles(&active),
+        [
+            "Reply to Dana: “Could you look at the budget draft before the meeting?”",
+            "You promised dana: send you the signed contract",
+        ]
+    );
+    let question = find(&active, "budget draft");
+    assert_eq!(question["class"], "unanswered_question");
+    assert_eq!(question["source"], "telegram");
+    assert_eq!(question["why_now"], "Dana asked 3 hours ago and you have not replied there since");
+    assert_eq!(question["evidence"][0]["signal_id"], ids[2]);
+    assert_eq!(
+        question["evidence"][0]["summary"],
+        "Dana on telegram: “Could you look at the budget draft before the meeting?”"
+    );
+    assert_eq!(question["action"]["kind"], "message");
+    assert_eq!(question["action"]["target"]["conversation"], "d1");
+    assert_eq!(question["run_id"], run_id.as_str());
+    assert!(question["confidence"].as_f64().unwrap() > 0.5);
+    let expires: DateTime<Utc> = serde_json::from_value(question["expires_at"].clone()).unwrap();
+    assert_eq!(expires, start() + Duration::days(3));
+
+    // The reminder waits for its time, tomorrow at 9 in Berlin.
+    let scheduled = suggestions(&app, "scheduled").await;
+    assert_eq!(titles(&scheduled), ["Reminder: call the plumber"]);
+    let nine = chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 19, 9, 0, 0).unwrap().with_timezone(&Utc);
+    assert_eq!(scheduled[0]["due_at"], json!(nine));
+
+    // The run is indexed with its stages, and its files are where SPEC says.
+    let run = app.get(&format!("/api/runs/{run_id}")).await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!(run["evidence"]["signals"].as_array().unwrap().len(), 4);
+    assert_eq!(run["ideas"].as_array().unwrap().len(), 3);
+    assert_eq!(run["critique"].as_array().unwrap().len(), 3);
+    assert_eq!(run["decision"].as_array().unwrap().len(), 3);
+    assert_eq!(run["dispatch"]["created"].as_array().unwrap().len(), 3);
+    let runs = app.get("/api/runs").await;
+    assert_eq!(runs["runs"][0]["run_id"], run_id.as_str());
+    let folder = app.dir.path().join("data/reflection/runs").join(&run_id);
+    for file in ["evidence.json", "ideas.jsonl", "critique.jsonl", "decision.json", "recommendation.md", "dispatch.json"] {
+        assert!(folder.join(file).is_file(), "{file} missing in {}", folder.display());
+    }
+    assert!(app.dir.path().join("data/reflection/journal/2026-11-18.jsonl").is_file());
+
+    // Thinking again about the same signals raises nothing twice.
+    clock.advance(Duration::minutes(5));
+    let again = pulse(&app).await;
+    assert_eq!(again["created"], json!([]));
+    let run = app.get(&format!("/api/runs/{}", again["run_id"].as_str().unwrap())).await;
+    let verdicts: Vec<&str> = run["critique"].as_array().unwrap().iter().map(|c| c["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["duplicate", "duplicate", "duplicate"]);
+
+    // Sam's question ripens two hours after it was asked; the heartbeat knows when.
+    let status = app.get("/api/heartbeat").await;
+    let ripens: DateTime<Utc> = serde_json::from_value(status["next_followup_at"].clone()).unwrap();
+    assert_eq!(ripens, start() - Duration::minutes(10) + Duration::hours(2));
+    assert_eq!(status["next_due_at"], json!(nine));
+    let missing = app.client.get(app.url("/api/runs/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
