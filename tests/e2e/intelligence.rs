@@ -174,3 +174,166 @@ async fn a_pulse_reflects_on_new_signals_and_raises_suggestions_with_their_evide
     let missing = app.client.get(app.url("/api/runs/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+async fn memories(app: &TestApp, kind: &str) -> Vec<Value> {
+    app.get(&format!("/api/memory?kind={kind}&limit=50")).await["memories"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn each_response_has_its_effect_and_the_first_answer_wins() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |_| {}).await;
+    for (n, who) in ["ana", "ben", "cem", "dev"].iter().enumerate() {
+        let text = format!("Hi, can you check the invoice number {n}?");
+        ingest(&app, message(&format!("q{n}"), who, &who.to_uppercase(), who, 300, start(), &text)).await;
+    }
+    pulse(&app).await;
+    let active = suggestions(&app, "active").await;
+    assert_eq!(active.len(), 4);
+    let id = |name: &str| find(&active, name)["id"].as_i64().unwrap();
+
+    // Act: decided via the API, learned as a workflow pattern, the class weighs more.
+    let (status, body) = respond(&app, id("ANA"), json!({"response": "act"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["suggestion"]["state"], "acted");
+    assert_eq!(body["suggestion"]["decision"]["via"], "api");
+    assert_eq!(body["suggestion"]["decision"]["by"], "owner");
+    let patterns = memories(&app, "workflow_pattern").await;
+    assert_eq!(patterns.len(), 1);
+    assert_eq!(patterns[0]["content"], "Acts on unanswered question suggestions from telegram");
+    assert_eq!(patterns[0]["origin"], "response");
+    assert_eq!(patterns[0]["id"], body["memory_id"]);
+
+    // A second answer to the same suggestion is refused and says who decided.
+    let (status, body) = respond(&app, id("ANA"), json!({"response": "dismiss"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "already_decided");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("already decided: acted via api by owner at 2026-11-18 09:15 UTC"), "{message}");
+    assert!(memories(&app, "ignored_noise").await.is_empty(), "the refused answer taught nothing");
+
+    // Edit: the correction keeps the original and the edited action.
+    let (status, body) =
+        respond(&app, id("BEN"), json!({"response": "edit", "edited_action": "Yes, it is INV-2291"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["suggestion"]["state"], "edited");
+    assert_eq!(body["suggestion"]["edited_action"]["text"], "Yes, it is INV-2291");
+    assert_eq!(body["suggestion"]["edited_action"]["kind"], "message");
+    let corrections = memories(&app, "correction").await;
+    assert_eq!(corrections.len(), 1);
+    let content = corrections[0]["content"].as_str().unwrap();
+    assert!(content.contains(r#""text":"""#) && content.contains("Yes, it is INV-2291"), "{content}");
+
+    // Snooze: hidden until the time, then back as active.
+    let (status, body) = respond(&app, id("CEM"), json!({"response": "snooze", "snooze_for": "3h"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["suggestion"]["state"], "snoozed");
+    assert_eq!(body["suggestion"]["snoozed_until"], json!(start() + Duration::hours(3)));
+    assert_eq!(body["memory_id"], Value::Null, "snoozing teaches timing, not memory");
+    let (status, body) = respond(&app, id("CEM"), json!({"response": "act"})).await;
+    assert_eq!(status, 409, "a snoozed suggestion waits for its time: {body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("back at 2026-11-18 12:15 UTC"), "{body}");
+
+    // Dismiss: ignored noise about what the suggestion was about.
+    let (status, body) = respond(&app, id("DEV"), json!({"response": "dismiss"})).await;
+    assert_eq!(status, 200, "{body}");
+    let noise = memories(&app, "ignored_noise").await;
+    assert_eq!(noise.len(), 1);
+    assert_eq!(noise[0]["content"], "Hi, can you check the invoice number 3?");
+
+    // Three hours later the snoozed one is due: a scheduled pulse dispatches it.
+    clock.advance(Duration::hours(3));
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(report["outcome"], "dispatch", "{report}");
+    assert_eq!(report["upkeep"]["came_due"], json!([id("CEM")]));
+    let back = app.get(&format!("/api/suggestions/{}", id("CEM"))).await;
+    assert_eq!(back["state"], "active");
+    assert_eq!(back["decision"], Value::Null);
+    assert_eq!(back["expires_at"], json!(clock_now(&clock) + Duration::days(3)));
+    let (status, _) = respond(&app, id("CEM"), json!({"response": "act"})).await;
+    assert_eq!(status, 200);
+
+    // What the answers taught the ranking: acting and editing up, dismissing down.
+    let weights = app.store.weights().await.unwrap();
+    let class = weights.iter().find(|w| w.key == "unanswered_question").unwrap();
+    assert!((class.value - (0.3 + 0.2 - 0.3 + 0.3)).abs() < 0.01, "{class:?}");
+}
+
+fn clock_now(clock: &ManualClock) -> DateTime<Utc> {
+    use loopgate_engine::Clock;
+    clock.now()
+}
+
+#[tokio::test]
+async fn bad_answers_get_clear_errors_and_change_nothing() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |_| {}).await;
+    ingest(&app, message("q", "ana", "Ana", "ana", 300, start(), "can you send the slides?")).await;
+    pulse(&app).await;
+    let id = suggestions(&app, "active").await[0]["id"].as_i64().unwrap();
+
+    let cases = [
+        (json!({"response": "approve"}), 422, "not one of act, edit, snooze, dismiss"),
+        (json!({"response": "edit"}), 422, "edit needs edited_action"),
+        (json!({"response": "edit", "edited_action": {"kind": "shell", "cmd": "rm -rf /"}}), 422, "not one of"),
+        (json!({"response": "edit", "edited_action": "  "}), 422, "empty"),
+        (json!({"response": "snooze"}), 422, "snooze needs"),
+        (json!({"response": "snooze", "snooze_for": "soonish"}), 422, "snooze_for"),
+        (json!({"response": "snooze", "snooze_until": "2020-01-01T00:00:00Z"}), 422, "in the future"),
+        (json!({"response": "snooze", "snooze_for": "1h", "snooze_until": "2030-01-01T00:00:00Z"}), 422, "not both"),
+        (json!({"response": "act", "snooze_for": "1h"}), 422, "snooze response only"),
+        (json!({"response": "act", "extra": 1}), 422, "unknown field"),
+        (json!({}), 422, "missing field"),
+    ];
+    for (body, status, message) in cases {
+        let (got, answer) = respond(&app, id, body.clone()).await;
+        assert_eq!(got, status, "{body} → {answer}");
+        let text = answer["error"]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{body} → {text}");
+    }
+    let malformed = app
+        .client
+        .post(app.url(&format!("/api/suggestions/{id}/respond")))
+        .header("content-type", "application/json")
+        .body("{\"response\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let (status, _) = respond(&app, 999_999, json!({"response": "act"})).await;
+    assert_eq!(status, 404);
+    let (status, _) = respond(&app, -1, json!({"response": "act"})).await;
+    assert_eq!(status, 404);
+
+    let after = app.get(&format!("/api/suggestions/{id}")).await;
+    assert_eq!(after["state"], "active");
+    assert_eq!(after["revision"], 1);
+    assert!(app.store.weights().await.unwrap().is_empty());
+    for kind in ["workflow_pattern", "correction", "ignored_noise"] {
+        assert!(memories(&app, kind).await.is_empty(), "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn answers_need_the_api_token() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |c| c.server.api_token_env = Some("TEST_API_TOKEN".into())).await;
+    ingest(&app, message("q", "ana", "Ana", "ana", 300, start(), "can you send the slides?")).await;
+    pulse(&app).await;
+    let id = suggestions(&app, "active").await[0]["id"].as_i64().unwrap();
+    let anonymous = crate::helpers::anonymous_client();
+    for (path, body) in [
+        (format!("/api/suggestions/{id}/respond"), Some(json!({"response": "act"}))),
+        ("/api/pulse".to_owned(), None),
+        ("/api/stop".to_owned(), None),
+    ] {
+        let mut request = anonymous.post(app.url(&path)).bearer_auth("wrong-token");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{path}");
+    }
+    assert_eq!(anonymous.get(app.url("/api/heartbeat")).send().await.unwrap().status(), 401);
+    assert_eq!(app.get(&format!("/api/suggestions/{id}")).await["state"], "active");
+    assert_eq!(app.get("/api/heartbeat").await["paused"], false);
+}
