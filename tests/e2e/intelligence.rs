@@ -337,3 +337,181 @@ async fn answers_need_the_api_token() {
     assert_eq!(app.get(&format!("/api/suggestions/{id}")).await["state"], "active");
     assert_eq!(app.get("/api/heartbeat").await["paused"], false);
 }
+
+fn outcome(report: &Value) -> &str {
+    report["outcome"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn the_heartbeat_follows_its_rules_and_remembers_them_across_a_restart() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |c| {
+        c.heartbeat.daily_budget = 2;
+        c.owner.quiet_hours = Some("22:00-07:00".into());
+    })
+    .await;
+    let now = || clock_now(&clock);
+    let mut n = 0;
+    let mut question = |now: DateTime<Utc>| {
+        n += 1;
+        let who = format!("p{n}");
+        message(&format!("h{n}"), &who, &who, &who, 180, now, "could you send me the file?")
+    };
+
+    let report = scheduled_pulse(&app).await;
+    assert_eq!((outcome(&report), report["reason"].as_str().unwrap()), ("idle", "nothing new since the last pulse"));
+    ingest(&app, message("chat", "kim", "Kim", "kim", 1, now(), "nice weather today")).await;
+    ingest(&app, question(now())).await;
+    ingest(&app, question(now())).await;
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(outcome(&report), "idle");
+    assert!(report["reason"].as_str().unwrap().contains("3 new signal(s), 2 actionable"), "{report}");
+    // Only what is new is read, and what was read before still counts toward the threshold.
+    ingest(&app, question(now())).await;
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(report["read"], 1);
+    assert_eq!((outcome(&report), report["reason"].as_str().unwrap()), ("reflect", "3 new actionable signals"));
+    assert_eq!(report["created"].as_array().unwrap().len(), 3);
+
+    // Cooling down: thirty minutes between reflections.
+    for _ in 0..3 {
+        ingest(&app, question(now())).await;
+    }
+    clock.advance(Duration::minutes(10));
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(outcome(&report), "deferred");
+    assert_eq!(report["until"], json!(start() + Duration::minutes(30)));
+    clock.advance(Duration::minutes(20));
+    assert_eq!(outcome(&scheduled_pulse(&app).await), "reflect");
+
+    // The budget of two is spent; a pulse by hand still thinks.
+    for _ in 0..3 {
+        ingest(&app, question(now())).await;
+    }
+    clock.advance(Duration::hours(1));
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(outcome(&report), "deferred");
+    assert!(report["reason"].as_str().unwrap().contains("budget of 2"), "{report}");
+    let status = app.get("/api/heartbeat").await;
+    assert_eq!((status["reflections_today"].as_i64(), status["budget_left"].as_i64()), (Some(2), Some(0)));
+    assert_eq!(outcome(&pulse(&app).await), "reflect");
+
+    // Quiet hours at night in Berlin, until seven.
+    let night = chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 18, 23, 30, 0).unwrap().with_timezone(&Utc);
+    clock.set(night);
+    for _ in 0..3 {
+        ingest(&app, question(now())).await;
+    }
+    let report = scheduled_pulse(&app).await;
+    assert_eq!((outcome(&report), report["reason"].as_str().unwrap()), ("deferred", "quiet hours"));
+    let seven = chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 19, 7, 0, 0).unwrap().with_timezone(&Utc);
+    assert_eq!(report["until"], json!(seven));
+
+    // The kill switch holds even a pulse by hand.
+    let (status, _) = app.post("/api/stop", json!({})).await;
+    assert_eq!(status, 200);
+    clock.set(seven + Duration::minutes(1));
+    for report in [pulse(&app).await, scheduled_pulse(&app).await] {
+        assert_eq!(outcome(&report), "deferred");
+        assert!(report["reason"].as_str().unwrap().contains("kill switch"), "{report}");
+    }
+    let before = app.get("/api/heartbeat").await;
+    assert_eq!(before["paused"], true);
+    assert_eq!(before["carried_actionable"], 3, "paused pulses still read and count");
+
+    // Everything the heartbeat knows survives a restart.
+    let dir = app.shutdown().await;
+    let app = spawn_app_in(dir, Arc::new(clock.clone()), owner_config).await;
+    let after = app.get("/api/heartbeat").await;
+    for key in ["paused", "last_run_id", "last_reflection_at", "carried_actionable", "signal_cursor", "last_outcome"] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    assert_eq!(outcome(&scheduled_pulse(&app).await), "deferred");
+    let (status, _) = app.post("/api/resume", json!({})).await;
+    assert_eq!(status, 200);
+    // A new local day: the budget is fresh and the carried signals are thought about.
+    let report = scheduled_pulse(&app).await;
+    assert_eq!((outcome(&report), report["reason"].as_str().unwrap()), ("reflect", "3 new actionable signals"));
+    assert_eq!(app.get("/api/heartbeat").await["budget_left"], 23);
+}
+
+#[tokio::test]
+async fn a_question_ripening_is_a_follow_up_that_wakes_the_heartbeat() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |_| {}).await;
+    for (n, who) in ["a", "b", "c"].iter().enumerate() {
+        ingest(&app, message(&format!("f{n}"), who, who, who, 5, start(), "Can we move the call to Friday?")).await;
+    }
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(outcome(&report), "reflect");
+    assert_eq!(report["created"], json!([]), "too fresh to be unanswered");
+    clock.advance(Duration::hours(1));
+    assert_eq!(outcome(&scheduled_pulse(&app).await), "idle");
+    clock.advance(Duration::minutes(56));
+    let report = scheduled_pulse(&app).await;
+    assert_eq!((outcome(&report), report["reason"].as_str().unwrap()), ("reflect", "1 follow-up(s) due"));
+    assert_eq!(report["created"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn suggestions_expire_go_stale_when_ignored_and_scheduled_ones_come_due() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |c| c.suggestions.ignore_after = loopgate::config::ConfigDuration::secs(24 * 3600)).await;
+    ingest(&app, message("r", OWNER, "Me", "notes", 1, start(), "remind me to renew the passport tomorrow at 9")).await;
+    ingest(&app, message("a", "ana", "Ana", "ana", 300, start(), "can you sign the lease?")).await;
+    ingest(&app, message("b", "ben", "Ben", "ben", 300, start(), "did you get my parcel?")).await;
+    pulse(&app).await;
+    let active = suggestions(&app, "active").await;
+    let (ana, ben) = (find(&active, "lease")["id"].as_i64().unwrap(), find(&active, "parcel")["id"].as_i64().unwrap());
+    // A channel posted Ana's; nobody posted Ben's.
+    app.store.record_surface(ana, "telegram", "chat:1/message:77").await.unwrap();
+    let shown = app.get(&format!("/api/suggestions/{ana}")).await;
+    assert_eq!(shown["surfaces"][0]["channel"], "telegram");
+    assert_eq!(shown["surfaced_at"], json!(start()));
+
+    // Tomorrow at 9 the reminder comes due and is dispatched without a reflection.
+    let nine = chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 19, 9, 0, 0).unwrap().with_timezone(&Utc);
+    clock.set(nine);
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(outcome(&report), "dispatch", "{report}");
+    assert_eq!(report["run_id"], Value::Null);
+    assert!(titles(&suggestions(&app, "active").await).contains(&"Reminder: renew the passport".to_owned()));
+
+    // A day after it was shown, Ana's went stale: ignored, and weakly learned as noise.
+    clock.set(start() + Duration::hours(25));
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(report["upkeep"]["ignored"], json!([ana]));
+    let noise = memories(&app, "ignored_noise").await;
+    assert_eq!(noise.len(), 1);
+    assert!(noise[0]["confidence"].as_f64().unwrap() < 0.5);
+    assert_eq!(noise[0]["content"], "can you sign the lease?");
+
+    // Three days after it was raised, unseen Ben's expires.
+    clock.set(start() + Duration::days(3));
+    let report = scheduled_pulse(&app).await;
+    assert_eq!(report["upkeep"]["expired"], json!([ben]));
+    assert_eq!(app.get(&format!("/api/suggestions/{ben}")).await["state"], "expired");
+    let (status, body) = respond(&app, ben, json!({"response": "act"})).await;
+    assert_eq!((status, body["error"]["message"].as_str().unwrap()), (409, "already decided: expired"));
+}
+
+#[tokio::test]
+async fn a_newer_question_in_the_same_conversation_supersedes_the_older_one() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |_| {}).await;
+    ingest(&app, message("1", "ana", "Ana", "ana", 400, start(), "can you send the slides?")).await;
+    pulse(&app).await;
+    let old = suggestions(&app, "active").await[0]["id"].as_i64().unwrap();
+    ingest(&app, message("2", "ana", "Ana", "ana", 200, start(), "also, are we still on for Thursday?")).await;
+    pulse(&app).await;
+    assert_eq!(app.get(&format!("/api/suggestions/{old}")).await["state"], "superseded");
+    assert_eq!(titles(&suggestions(&app, "active").await), ["Reply to Ana: “also, are we still on for Thursday?”"]);
+
+    // Channels hear of both, in order.
+    let events = app.store.deliveries("telegram", 100).await.unwrap();
+    let seen: Vec<(i64, &str)> = events.iter().map(|d| (d.suggestion.id, d.kind.as_str())).collect();
+    assert_eq!(seen, [(old, "show"), (old, "update"), (old + 1, "show")]);
+    app.store.ack_deliveries("telegram", events[1].id).await.unwrap();
+    assert_eq!(app.store.deliveries("telegram", 100).await.unwrap().len(), 1);
+    assert_eq!(app.store.deliveries("discord", 100).await.unwrap().len(), 3, "each channel has its own cursor");
+}
