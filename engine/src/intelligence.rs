@@ -315,10 +315,13 @@ impl Intelligence {
         let room = settings.max_active.saturating_sub(open as usize);
         let hour = now.with_timezone(&settings.rules.timezone).hour();
         let score = |idea: &Idea| weights.score(idea.confidence, class_of(idea.kind), source_of(idea, &evidence), hour);
-        let thought = run::judge(ideas, &evidence, &Judging { score: &score, room });
+        let thought = run::judge(ideas, &evidence, &Judging { score: &score, room, now });
 
-        let new: Vec<NewSuggestion> =
-            thought.decision.iter().map(|idea| self.suggestion_from(idea, &evidence, score(idea), now)).collect();
+        let new: Vec<NewSuggestion> = thought
+            .decision
+            .iter()
+            .map(|idea| self.suggestion_from(idea, &evidence, thought.score_of(&idea.key).unwrap_or(0.0), now))
+            .collect();
         let created = self.store.create_suggestions(run_id, &new).await.context("creating suggestions")?;
         let shown = self.store.suggestions_by_id(&created).await?;
         let dispatch = Dispatch::new(&shown, upkeep);

@@ -153,7 +153,9 @@ async fn a_pulse_reflects_on_new_signals_and_raises_suggestions_with_their_evide
     let runs = app.get("/api/runs").await;
     assert_eq!(runs["runs"][0]["run_id"], run_id.as_str());
     let folder = app.dir.path().join("data/reflection/runs").join(&run_id);
-    for file in ["evidence.json", "ideas.jsonl", "critique.jsonl", "decision.json", "recommendation.md", "dispatch.json"] {
+    for file in
+        ["evidence.json", "ideas.jsonl", "critique.jsonl", "decision.json", "recommendation.md", "dispatch.json"]
+    {
         assert!(folder.join(file).is_file(), "{file} missing in {}", folder.display());
     }
     assert!(app.dir.path().join("data/reflection/journal/2026-11-18.jsonl").is_file());
@@ -163,7 +165,8 @@ async fn a_pulse_reflects_on_new_signals_and_raises_suggestions_with_their_evide
     let again = pulse(&app).await;
     assert_eq!(again["created"], json!([]));
     let run = app.get(&format!("/api/runs/{}", again["run_id"].as_str().unwrap())).await;
-    let verdicts: Vec<&str> = run["critique"].as_array().unwrap().iter().map(|c| c["verdict"].as_str().unwrap()).collect();
+    let verdicts: Vec<&str> =
+        run["critique"].as_array().unwrap().iter().map(|c| c["verdict"].as_str().unwrap()).collect();
     assert_eq!(verdicts, ["duplicate", "duplicate", "duplicate"]);
 
     // Sam's question ripens two hours after it was asked; the heartbeat knows when.

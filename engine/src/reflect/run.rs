@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::detect::{self, Context, Idea};
+use crate::learning::decayed;
 use crate::memory::{Memory, MemoryKind};
 use crate::signal::Signal;
 
@@ -56,6 +57,8 @@ pub struct Critique {
     pub key: String,
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// Confidence weighted by learned weights and resembling noise; what ranks kept ideas.
+    pub score: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,12 +83,14 @@ pub struct Judging<'a> {
     pub score: &'a dyn Fn(&Idea) -> f64,
     /// Open suggestions the owner can still take.
     pub room: usize,
+    /// For the age of ignored-noise memories, which fade like learned weights.
+    pub now: DateTime<Utc>,
 }
 
 impl Judging<'_> {
     /// Confidence alone, room for a full run.
-    pub fn plain() -> Judging<'static> {
-        Judging { score: &|idea: &Idea| idea.confidence, room: MAX_RECOMMENDATIONS }
+    pub fn plain(now: DateTime<Utc>) -> Judging<'static> {
+        Judging { score: &|idea: &Idea| idea.confidence, room: MAX_RECOMMENDATIONS, now }
     }
 }
 
@@ -95,54 +100,64 @@ pub fn think(evidence: &Evidence, ctx: &Context, judging: &Judging) -> Thought {
 }
 
 /// Critique and decision over ideas from any reflector (the detectors, later a model).
+///
+/// An idea's score is its learned score lowered by every ignored-noise memory it resembles,
+/// each by its confidence faded with age: one dismissal makes similar ideas rarer, many make
+/// them vanish, and time lets them back.
 pub fn judge(ideas: Vec<Idea>, evidence: &Evidence, judging: &Judging) -> Thought {
-    let noise: Vec<(i64, HashSet<String>)> = evidence
+    let noise: Vec<(i64, HashSet<String>, f64)> = evidence
         .memories
         .iter()
         .filter(|m| m.kind == MemoryKind::IgnoredNoise)
-        .map(|m| (m.id, content_words(&m.content)))
+        .map(|m| (m.id, content_words(&m.content), decayed(m.confidence, m.updated_at, judging.now)))
         .collect();
     let mut seen = HashSet::new();
-    let critique: Vec<Critique> = ideas
+    let mut critique: Vec<Critique> = ideas
         .iter()
         .map(|idea| {
+            let learned = (judging.score)(idea);
+            let (factor, strongest) = noise_factor(&noise, &idea.title);
+            let score = round(learned * factor);
             let verdict = if evidence.live_keys.contains(&idea.key) || !seen.insert(idea.key.clone()) {
                 Verdict::Duplicate
-            } else if let Some(memory_id) = matching_noise(&noise, &idea.title) {
-                Verdict::IgnoredNoise { memory_id }
             } else if idea.confidence < THIN_EVIDENCE {
                 Verdict::ThinEvidence
+            } else if score < THIN_EVIDENCE {
+                match strongest {
+                    Some(memory_id) if learned >= THIN_EVIDENCE => Verdict::IgnoredNoise { memory_id },
+                    _ => Verdict::Unwanted { score },
+                }
             } else {
-                let score = (judging.score)(idea);
-                if score < THIN_EVIDENCE { Verdict::Unwanted { score: round(score) } } else { Verdict::Keep }
+                Verdict::Keep
             };
-            Critique { key: idea.key.clone(), verdict }
+            Critique { key: idea.key.clone(), verdict, score }
         })
         .collect();
 
-    let mut ranked: Vec<(f64, usize)> = critique
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.verdict == Verdict::Keep)
-        .map(|(i, _)| ((judging.score)(&ideas[i]), i))
-        .collect();
+    let mut ranked: Vec<usize> = (0..ideas.len()).filter(|i| critique[*i].verdict == Verdict::Keep).collect();
     // Best score first; among equals, whatever is due soonest.
-    ranked.sort_by(|(sa, a), (sb, b)| {
-        let (a, b) = (&ideas[*a], &ideas[*b]);
-        sb.total_cmp(sa).then_with(|| match (a.due, b.due) {
+    ranked.sort_by(|a, b| {
+        let (ia, ib) = (&ideas[*a], &ideas[*b]);
+        critique[*b].score.total_cmp(&critique[*a].score).then_with(|| match (ia.due, ib.due) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.key.cmp(&b.key),
+            (None, None) => ia.key.cmp(&ib.key),
         })
     });
     let room = judging.room.min(MAX_RECOMMENDATIONS);
-    let mut critique = critique;
-    for (_, i) in ranked.iter().skip(room) {
+    for i in ranked.iter().skip(room) {
         critique[*i].verdict = Verdict::NoRoom;
     }
-    let decision = ranked.iter().take(room).map(|(_, i)| ideas[*i].clone()).collect();
+    let decision = ranked.iter().take(room).map(|i| ideas[*i].clone()).collect();
     Thought { ideas, critique, decision }
+}
+
+impl Thought {
+    /// The score critique gave an idea.
+    pub fn score_of(&self, key: &str) -> Option<f64> {
+        self.critique.iter().find(|c| c.key == key).map(|c| c.score)
+    }
 }
 
 fn round(score: f64) -> f64 {
@@ -154,13 +169,22 @@ fn content_words(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_lowercase).collect()
 }
 
-/// An ignored-noise memory whose words mostly appear in the idea.
-fn matching_noise(noise: &[(i64, HashSet<String>)], title: &str) -> Option<i64> {
+/// How much the ignored-noise memories whose words mostly appear in the title lower it (a
+/// factor in 0..1), and the strongest of them.
+fn noise_factor(noise: &[(i64, HashSet<String>, f64)], title: &str) -> (f64, Option<i64>) {
     let words = content_words(title);
-    noise.iter().find_map(|(id, noise_words)| {
+    let mut factor = 1.0;
+    let mut strongest: Option<(i64, f64)> = None;
+    for (id, noise_words, strength) in noise {
         let shared = noise_words.iter().filter(|w| words.contains(*w)).count();
-        (!noise_words.is_empty() && shared * 10 >= noise_words.len() * 6).then_some(*id)
-    })
+        if !noise_words.is_empty() && shared * 10 >= noise_words.len() * 6 {
+            factor *= 1.0 - strength.clamp(0.0, 1.0);
+            if strongest.is_none_or(|(_, s)| *strength > s) {
+                strongest = Some((*id, *strength));
+            }
+        }
+    }
+    (factor, strongest.map(|(id, _)| id))
 }
 
 /// What the run's index in the database keeps of its evidence: every signal and memory by
@@ -275,7 +299,7 @@ mod tests {
             kind: MemoryKind::IgnoredNoise,
             subject: String::new(),
             content: content.into(),
-            confidence: 0.4,
+            confidence: 0.6,
             stability: 1,
             origin: Origin::Response,
             trust: Trust::Trusted,
@@ -305,7 +329,7 @@ mod tests {
 
     #[test]
     fn critique_drops_duplicates_noise_and_thin_ideas_and_decision_ranks_the_rest() {
-        let thought = think(&evidence(), &ctx(), &Judging::plain());
+        let thought = think(&evidence(), &ctx(), &Judging::plain(ctx().now));
         let verdict = |key: &str| thought.critique.iter().find(|c| c.key == key).map(|c| c.verdict.clone());
         assert_eq!(verdict("promise:3"), Some(Verdict::Duplicate));
         assert_eq!(verdict("reminder:5"), Some(Verdict::IgnoredNoise { memory_id: 9 }));
@@ -333,14 +357,14 @@ mod tests {
         let mut ideas = vec![idea("thin", 0.3)];
         ideas.extend((0..7).map(|n| idea(&format!("k{n}"), 0.6 + n as f64 / 100.0)));
         let ev = Evidence { signals: vec![], memories: vec![], live_keys: HashSet::new() };
-        let thought = judge(ideas, &ev, &Judging::plain());
+        let thought = judge(ideas, &ev, &Judging::plain(ctx().now));
         assert_eq!(thought.critique[0].verdict, Verdict::ThinEvidence);
         assert_eq!(thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["k6", "k5", "k4", "k3", "k2"]);
     }
 
     #[test]
     fn learned_scores_rank_drop_unwanted_ideas_and_respect_the_room_left() {
-        let thought = think(&evidence(), &ctx(), &Judging::plain());
+        let thought = think(&evidence(), &ctx(), &Judging::plain(ctx().now));
         let kept: Vec<_> = thought.decision.iter().map(|i| i.key.clone()).collect();
         assert_eq!(kept.len(), 3);
         // The owner keeps dismissing reminders and answers questions.
@@ -348,13 +372,13 @@ mod tests {
             detect::IdeaKind::Reminder => idea.confidence * 0.4,
             _ => (idea.confidence * 1.3).min(1.0),
         };
-        let judging = Judging { score: &score, room: 5 };
+        let judging = Judging { score: &score, room: 5, now: ctx().now };
         let thought = think(&evidence(), &ctx(), &judging);
         assert_eq!(thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["question:2"]);
         let verdict = |key: &str| thought.critique.iter().find(|c| c.key == key).unwrap().verdict.clone();
         assert_eq!(verdict("reminder:1"), Verdict::Unwanted { score: 0.36 });
         // Room for one: the best is kept, the next waits.
-        let thought = think(&evidence(), &ctx(), &Judging { score: &|i: &Idea| i.confidence, room: 1 });
+        let thought = think(&evidence(), &ctx(), &Judging { score: &|i: &Idea| i.confidence, room: 1, now: ctx().now });
         assert_eq!(thought.decision.len(), 1);
         assert_eq!(thought.critique.iter().filter(|c| c.verdict == Verdict::NoRoom).count(), 2);
     }
@@ -363,7 +387,7 @@ mod tests {
     fn artifacts_are_written_where_spec_says() {
         let dir = tempfile::tempdir().unwrap();
         let ev = evidence();
-        let thought = think(&ev, &ctx(), &Judging::plain());
+        let thought = think(&ev, &ctx(), &Judging::plain(ctx().now));
         let dispatch = serde_json::json!({"created": []});
         let run = write_artifacts(dir.path(), "r1", ctx().now, &ev, &thought, &dispatch).unwrap();
         assert_eq!(run, dir.path().join("reflection/runs/r1"));

@@ -1,5 +1,6 @@
 //! The store conformance suite: every test runs once on SQLite and once on PostgreSQL.
 
+mod intelligence;
 mod ledger;
 mod memory;
 
