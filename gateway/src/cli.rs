@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `doctor`, `signal`, `memory`.
+//! The command line: `serve`, `migrate`, `doctor`, `signal`, `memory`, `pulse`,
+//! `suggestions`, `stop`, `resume`.
 //!
 //! Output for people and scripts goes to stdout; logs go to stderr.
 
@@ -10,11 +11,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use loopgate_engine::heartbeat::Outcome;
+use loopgate_engine::intelligence::Intelligence;
+use loopgate_engine::suggestion::{Responder, SuggestionState};
 use loopgate_engine::{
     Actor, Conversation, MemoryCandidate, MemoryKind, MemoryQuery, NewSignal, RememberOutcome, SignalKind, Source,
     Store, SystemClock, Trust, Urgency,
 };
 
+use crate::answer::{self, AnswerParts};
 use crate::app::{Application, redact_url, shutdown_signal};
 use crate::config::{Config, ConfigSource, LogFormat, Settings};
 use crate::{doctor, telemetry};
@@ -45,6 +50,55 @@ pub enum Command {
     /// Search, add or forget what loopgate remembers about you
     #[command(subcommand)]
     Memory(MemoryCommand),
+    /// Run the heartbeat now: read what is new and, if there is reason to, reflect
+    Pulse {
+        /// Pulse as the timer does: cooldown, daily budget and quiet hours apply
+        #[arg(long)]
+        scheduled: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List suggestions or answer one
+    #[command(subcommand)]
+    Suggestions(SuggestionsCommand),
+    /// Kill switch: pause the heartbeat; nothing new is thought about or dispatched
+    Stop,
+    /// Release the kill switch
+    Resume,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuggestionsCommand {
+    /// Best first
+    List {
+        /// open (default), all, or a state: scheduled, active, acted, edited, snoozed,
+        /// dismissed, ignored, expired, superseded
+        #[arg(long, default_value = "open")]
+        state: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a suggestion: act, edit, snooze or dismiss
+    Respond {
+        id: i64,
+        /// act, edit, snooze or dismiss
+        response: String,
+        /// For edit: the new text, or a whole action as JSON ({"kind": …})
+        #[arg(long)]
+        action: Option<String>,
+        /// For snooze: how long ("3h", "2d")
+        #[arg(long = "for")]
+        snooze_for: Option<String>,
+        /// For snooze: until when (RFC 3339)
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +198,10 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Migrate => migrate(settings).await,
             Command::Signal(args) => signal(settings, args).await,
             Command::Memory(command) => memory(settings, command).await,
+            Command::Pulse { scheduled, json } => pulse(settings, scheduled, json).await,
+            Command::Suggestions(command) => suggestions(settings, command).await,
+            Command::Stop => kill_switch(settings, true).await,
+            Command::Resume => kill_switch(settings, false).await,
             Command::Doctor => unreachable!("handled above"),
         }
     });
@@ -252,6 +310,110 @@ async fn run_memory(store: &Store, command: MemoryCommand) -> anyhow::Result<()>
             }
         }
     }
+    Ok(())
+}
+
+async fn intelligence(settings: &Settings) -> anyhow::Result<Arc<Intelligence>> {
+    let store = open_store(settings).await?;
+    Ok(Intelligence::new(store, settings.intelligence.clone()))
+}
+
+async fn pulse(settings: Settings, scheduled: bool, json: bool) -> anyhow::Result<()> {
+    let intel = intelligence(&settings).await?;
+    let report = intel.pulse(!scheduled).await;
+    intel.store().close().await;
+    let report = report?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let (name, reason) = match &report.outcome {
+        Outcome::Idle { reason } => ("idle", reason.clone()),
+        Outcome::Deferred { reason, until: Some(until) } => ("deferred", format!("{reason} (until {until})")),
+        Outcome::Deferred { reason, until: None } => ("deferred", reason.clone()),
+        Outcome::Reflect { reason } => ("reflect", reason.clone()),
+        Outcome::Dispatch { reason } => ("dispatch", reason.clone()),
+    };
+    println!("{name}: {reason}");
+    println!("read {} new signal(s)", report.read);
+    if let Some(run_id) = &report.run_id {
+        println!("reflection {run_id}: {} new suggestion(s)", report.created.len());
+    }
+    let u = &report.upkeep;
+    if !u.is_empty() {
+        println!("came due {}, expired {}, ignored {}", u.came_due.len(), u.expired.len(), u.ignored.len());
+    }
+    Ok(())
+}
+
+fn states(text: &str) -> anyhow::Result<Vec<SuggestionState>> {
+    match text {
+        "all" => Ok(Vec::new()),
+        "open" => Ok(vec![SuggestionState::Scheduled, SuggestionState::Active, SuggestionState::Snoozed]),
+        other => other
+            .split(',')
+            .map(|s| SuggestionState::parse(s.trim()).ok_or_else(|| anyhow::anyhow!("{s:?} is not a suggestion state")))
+            .collect(),
+    }
+}
+
+async fn suggestions(settings: Settings, command: SuggestionsCommand) -> anyhow::Result<()> {
+    let intel = intelligence(&settings).await?;
+    let result = run_suggestions(&intel, command).await;
+    intel.store().close().await;
+    result
+}
+
+async fn run_suggestions(intel: &Intelligence, command: SuggestionsCommand) -> anyhow::Result<()> {
+    match command {
+        SuggestionsCommand::List { state, limit, json } => {
+            let list = intel.store().suggestions(&states(&state)?, limit).await?;
+            for s in &list {
+                if json {
+                    println!("{}", serde_json::to_string(s)?);
+                } else {
+                    println!("{:>6}  {:<10}  {:.2}  {}", s.id, s.state.as_str(), s.score, s.title);
+                    println!("        {}", s.why_now);
+                }
+            }
+            if list.is_empty() && !json {
+                println!("no suggestions");
+            }
+        }
+        SuggestionsCommand::Respond { id, response, action, snooze_for, until, json } => {
+            // Text that parses as a JSON object is a whole action; anything else is new text.
+            let edited = action.map(|text| match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(value @ serde_json::Value::Object(_)) => value,
+                _ => serde_json::Value::String(text),
+            });
+            let current = intel.store().suggestion(id).await?.ok_or_else(|| anyhow::anyhow!("there is no suggestion {id}"))?;
+            let parts = AnswerParts {
+                response: &response,
+                edited_action: edited.as_ref(),
+                snooze_until: until,
+                snooze_for: snooze_for.as_deref(),
+            };
+            let answer = answer::response(&parts, &current.action, intel.store().clock().now())
+                .map_err(|e| anyhow::anyhow!(e.replace("snooze_for", "--for").replace("snooze_until", "--until").replace("edited_action", "--action")))?;
+            // Typed at the owner's own shell.
+            let responder = Responder { by: "owner".into(), via: "cli".into() };
+            let responded = intel.respond(id, &answer, &responder).await?;
+            if json {
+                println!("{}", serde_json::to_string(&responded)?);
+            } else {
+                println!("suggestion {id}: {}", responded.suggestion.state);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn kill_switch(settings: Settings, paused: bool) -> anyhow::Result<()> {
+    let intel = intelligence(&settings).await?;
+    let result = intel.set_paused(paused).await;
+    intel.store().close().await;
+    result?;
+    println!("{}", if paused { "stopped: the heartbeat is paused until `loopgate resume`" } else { "resumed" });
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! channels to the engine. `main.rs` only parses arguments and calls in here, so tests
 //! start the very same application.
 
+pub mod answer;
 pub mod app;
 pub mod cli;
 pub mod config;

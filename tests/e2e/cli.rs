@@ -88,3 +88,61 @@ fn sigterm_stops_serve_cleanly() {
     let server = ServeProcess::start(&config);
     assert_eq!(server.terminate(), 0);
 }
+
+#[test]
+fn pulse_list_and_answer_suggestions_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let three_hours_ago = (chrono::Utc::now() - chrono::Duration::hours(3)).to_rfc3339();
+    let ok = |args: &[&str]| {
+        let (code, stdout, stderr) = run_cli(&config, args, &[]);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        stdout
+    };
+    ok(&["signal", "remind me to water the ferns"]);
+    ok(&[
+        "signal",
+        "--source",
+        "telegram",
+        "--actor",
+        "ana",
+        "--conversation",
+        "ana",
+        "--occurred-at",
+        &three_hours_ago,
+        "--untrusted",
+        "can you send me the invoice?",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&["pulse", "--json"])).unwrap();
+    assert_eq!(report["outcome"], "reflect", "{report}");
+    assert_eq!(report["created"].as_array().unwrap().len(), 2);
+
+    let listed = ok(&["suggestions", "list", "--json"]);
+    let list: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(list.len(), 2, "{listed}");
+    let question = list.iter().find(|s| s["class"] == "unanswered_question").unwrap()["id"].as_i64().unwrap();
+    let reminder = list.iter().find(|s| s["class"] == "reminder").unwrap()["id"].as_i64().unwrap();
+    let table = ok(&["suggestions", "list"]);
+    assert!(table.contains("Reply to ana: “can you send me the invoice?”"), "{table}");
+
+    let id = question.to_string();
+    let out = ok(&["suggestions", "respond", &id, "edit", "--action", "Sent it this morning"]);
+    assert_eq!(out.trim(), format!("suggestion {id}: edited"));
+    let (code, _, stderr) = run_cli(&config, &["suggestions", "respond", &id, "act"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already decided: edited via cli by owner"), "{stderr}");
+    let (code, _, stderr) = run_cli(&config, &["suggestions", "respond", &reminder.to_string(), "snooze"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("snooze needs --until or --for"), "{stderr}");
+    let out = ok(&["suggestions", "respond", &reminder.to_string(), "snooze", "--for", "2h"]);
+    assert!(out.contains("snoozed"), "{out}");
+    let (code, _, stderr) = run_cli(&config, &["suggestions", "respond", "999", "act"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("there is no suggestion 999"), "{stderr}");
+
+    assert!(ok(&["stop"]).contains("paused"));
+    assert!(ok(&["pulse"]).starts_with("deferred: paused by the kill switch"));
+    assert_eq!(ok(&["resume"]).trim(), "resumed");
+    assert!(ok(&["pulse"]).starts_with("reflect: run by hand"));
+    assert!(ok(&["suggestions", "list", "--state", "edited"]).contains("edited"));
+}

@@ -8,13 +8,12 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use loopgate_engine::intelligence::{HeartbeatStatus, PulseReport};
 use loopgate_engine::store::RunDetail;
-use loopgate_engine::suggestion::{
-    RespondError, Responded, Responder, Response, Suggestion, SuggestionState, edited_action,
-};
+use loopgate_engine::suggestion::{RespondError, Responded, Responder, Suggestion, SuggestionState};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use crate::answer::{self, AnswerParts};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
 
@@ -124,59 +123,24 @@ pub async fn respond(
 ) -> Result<Json<Responded>, ApiError> {
     let id = parse_id(&id)?;
     let now = state.store.clock().now();
-    let response = match body.response.as_str() {
-        "act" | "dismiss" | "edit" | "snooze" => parse_response(&state, id, &body, now).await?,
-        other => {
-            return Err(ApiError::invalid(format!("response {other:?} is not one of act, edit, snooze, dismiss")));
-        }
+    let parts = AnswerParts {
+        response: &body.response,
+        edited_action: body.edited_action.as_ref(),
+        snooze_until: body.snooze_until,
+        snooze_for: body.snooze_for.as_deref(),
     };
+    // Only an edit of the text needs the current action; anything else is checked first,
+    // so a bad answer to a missing suggestion says what is wrong with the answer.
+    let original = match parts.response {
+        "edit" if parts.edited_action.is_some_and(|e| e.is_string()) => {
+            state.store.suggestion(id).await?.ok_or_else(|| ApiError::not_found(format!("no suggestion {id}")))?.action
+        }
+        _ => serde_json::Value::Null,
+    };
+    let response = answer::response(&parts, &original, now).map_err(ApiError::invalid)?;
     // The API token is the owner's.
     let responder = Responder { by: "owner".into(), via: "api".into() };
     Ok(Json(state.intelligence.respond(id, &response, &responder).await?))
-}
-
-async fn parse_response(
-    state: &AppState,
-    id: i64,
-    body: &RespondBody,
-    now: DateTime<Utc>,
-) -> Result<Response, ApiError> {
-    let snoozing = body.snooze_until.is_some() || body.snooze_for.is_some();
-    if body.response != "snooze" && snoozing {
-        return Err(ApiError::invalid("snooze_until and snooze_for go with the snooze response only"));
-    }
-    if body.response != "edit" && body.edited_action.is_some() {
-        return Err(ApiError::invalid("edited_action goes with the edit response only"));
-    }
-    Ok(match body.response.as_str() {
-        "act" => Response::Act,
-        "dismiss" => Response::Dismiss,
-        "edit" => {
-            let Some(edit) = &body.edited_action else {
-                return Err(ApiError::invalid("edit needs edited_action: the new action, or its new text"));
-            };
-            let current =
-                state.store.suggestion(id).await?.ok_or_else(|| ApiError::not_found(format!("no suggestion {id}")))?;
-            Response::Edit { action: edited_action(&current.action, edit).map_err(ApiError::invalid)? }
-        }
-        _ => {
-            let until = match (&body.snooze_until, &body.snooze_for) {
-                (Some(until), None) => *until,
-                (None, Some(span)) => {
-                    let span = humantime::parse_duration(span)
-                        .map_err(|e| ApiError::invalid(format!("snooze_for {span:?}: {e}")))?;
-                    let span = chrono::Duration::from_std(span)
-                        .ok()
-                        .filter(|s| *s <= chrono::Duration::days(366))
-                        .ok_or_else(|| ApiError::invalid("snooze_for is longer than a year"))?;
-                    now + span
-                }
-                (Some(_), Some(_)) => return Err(ApiError::invalid("give snooze_until or snooze_for, not both")),
-                (None, None) => return Err(ApiError::invalid("snooze needs snooze_until or snooze_for")),
-            };
-            Response::Snooze { until }
-        }
-    })
 }
 
 impl From<RespondError> for ApiError {
