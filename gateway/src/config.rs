@@ -749,11 +749,23 @@ mod tests {
         config.owner.quiet_hours = Some("late".into());
         config.storage.url = "mysql://x".into();
         config.signals.retention.message = ConfigDuration::secs(5);
+        config.heartbeat.interval = ConfigDuration(Duration::from_millis(10));
+        config.heartbeat.actionable_threshold = 0;
+        config.suggestions.max_active = 0;
         let ConfigError::Invalid(problems) = config.resolve(&no_env).unwrap_err() else { panic!() };
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["server.listen", "storage.url", "owner.timezone", "owner.quiet_hours", "signals.retention.message"]
+            [
+                "server.listen",
+                "storage.url",
+                "owner.timezone",
+                "owner.quiet_hours",
+                "signals.retention.message",
+                "heartbeat.interval",
+                "heartbeat.actionable_threshold",
+                "suggestions.max_active"
+            ]
         );
         assert!(problems.iter().all(|p| !p.fix.is_empty()));
     }
