@@ -485,6 +485,8 @@ pub fn class_of(kind: IdeaKind) -> &'static str {
         IdeaKind::Reminder => "reminder",
         IdeaKind::Promise => "promise",
         IdeaKind::UnansweredQuestion => "unanswered_question",
+        IdeaKind::UnrepliedMail => "unreplied_mail",
+        IdeaKind::WatchItem => "watch_item",
     }
 }
 
@@ -517,8 +519,9 @@ fn action_for(idea: &Idea, first: Option<&Signal>) -> serde_json::Value {
             serde_json::json!({"kind": "note", "text": format!("Done: {}", idea.title.trim_start_matches("Reminder: "))})
         }
         IdeaKind::Promise => serde_json::json!({"kind": "reminder", "text": idea.title, "at": idea.due}),
-        IdeaKind::UnansweredQuestion => {
+        IdeaKind::UnansweredQuestion | IdeaKind::UnrepliedMail => {
             serde_json::json!({"kind": "message", "target": reply_target, "text": ""})
         }
+        IdeaKind::WatchItem => serde_json::json!({"kind": "note", "text": idea.title}),
     }
 }

@@ -386,15 +386,21 @@ async fn run_suggestions(intel: &Intelligence, command: SuggestionsCommand) -> a
                 Ok(value @ serde_json::Value::Object(_)) => value,
                 _ => serde_json::Value::String(text),
             });
-            let current = intel.store().suggestion(id).await?.ok_or_else(|| anyhow::anyhow!("there is no suggestion {id}"))?;
+            let current =
+                intel.store().suggestion(id).await?.ok_or_else(|| anyhow::anyhow!("there is no suggestion {id}"))?;
             let parts = AnswerParts {
                 response: &response,
                 edited_action: edited.as_ref(),
                 snooze_until: until,
                 snooze_for: snooze_for.as_deref(),
             };
-            let answer = answer::response(&parts, &current.action, intel.store().clock().now())
-                .map_err(|e| anyhow::anyhow!(e.replace("snooze_for", "--for").replace("snooze_until", "--until").replace("edited_action", "--action")))?;
+            let answer = answer::response(&parts, &current.action, intel.store().clock().now()).map_err(|e| {
+                anyhow::anyhow!(
+                    e.replace("snooze_for", "--for")
+                        .replace("snooze_until", "--until")
+                        .replace("edited_action", "--action")
+                )
+            })?;
             // Typed at the owner's own shell.
             let responder = Responder { by: "owner".into(), via: "cli".into() };
             let responded = intel.respond(id, &answer, &responder).await?;

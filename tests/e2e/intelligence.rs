@@ -518,3 +518,27 @@ async fn a_newer_question_in_the_same_conversation_supersedes_the_older_one() {
     assert_eq!(app.store.deliveries("telegram", 100).await.unwrap().len(), 1);
     assert_eq!(app.store.deliveries("discord", 100).await.unwrap().len(), 3, "each channel has its own cursor");
 }
+
+#[tokio::test]
+async fn what_the_owner_asked_to_watch_for_is_raised_when_it_shows_up() {
+    let clock = ManualClock::new(start());
+    let app = app_at(&clock, |_| {}).await;
+    let (status, _) =
+        app.post("/api/memory", json!({"kind": "watch_item", "content": "tickets for the Lisbon concert"})).await;
+    assert_eq!(status, 201);
+    clock.advance(Duration::minutes(1));
+    let mut news =
+        message("w1", "venue", "Venue", "venue", 0, clock_now(&clock), "Lisbon concert tickets are on sale now");
+    news["conversation"] = json!({"id": "venue-news"});
+    ingest(&app, news).await;
+    let report = pulse(&app).await;
+    assert_eq!(report["created"].as_array().unwrap().len(), 1, "{report}");
+    let watch = &suggestions(&app, "active").await[0];
+    assert_eq!(watch["class"], "watch_item");
+    assert_eq!(
+        watch["title"],
+        "Watched: tickets for the Lisbon concert — Venue: “Lisbon concert tickets are on sale now”"
+    );
+    let run = app.get(&format!("/api/runs/{}", report["run_id"].as_str().unwrap())).await;
+    assert_eq!(run["evidence"]["memories"][0]["kind"], "watch_item", "memories are part of the evidence");
+}

@@ -4,6 +4,8 @@
 //! - [`reminders`]: the owner asked to be reminded ("remind me to … tomorrow at 9").
 //! - [`promises`]: the owner promised something with a deadline ("I'll send it by Friday").
 //! - [`unanswered_questions`]: someone asked the owner something and got no reply.
+//! - [`unreplied_mail`]: mail from someone the owner usually answers, still unanswered.
+//! - [`watched`]: a message about something the owner asked to watch for.
 
 use std::collections::HashMap;
 
@@ -28,6 +30,8 @@ pub enum IdeaKind {
     Reminder,
     Promise,
     UnansweredQuestion,
+    UnrepliedMail,
+    WatchItem,
 }
 
 /// A candidate next action, before critique.
@@ -318,6 +322,92 @@ pub fn actionable(signal: &Signal) -> bool {
     }
 }
 
+/// Mail from someone the owner usually answers (they replied after this person in at
+/// least two threads of the evidence), left without a reply past the grace period. Mail
+/// that asks a question is already an unanswered question and is left to that detector.
+pub fn unreplied_mail(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
+    let thread = |s: &Signal| s.conversation.as_ref().map(|c| c.thread_id.clone().unwrap_or_else(|| c.id.clone()));
+    let mail = |s: &&Signal| s.family == crate::Family::Email;
+    // Threads where the owner wrote after each sender.
+    let mut answered: HashMap<&str, std::collections::HashSet<String>> = HashMap::new();
+    for s in signals.iter().filter(mail) {
+        let (Some(actor), Some(t)) = (s.actor.as_ref().filter(|a| !a.is_owner), thread(s)) else { continue };
+        let replied = signals.iter().filter(mail).any(|later| {
+            by_owner_account(later) && later.occurred_at > s.occurred_at && thread(later).as_deref() == Some(&t)
+        });
+        if replied {
+            answered.entry(actor.id.as_str()).or_default().insert(t);
+        }
+    }
+    let mut ideas = Vec::new();
+    for s in signals.iter().filter(mail) {
+        let (Some(actor), Some(t)) = (s.actor.as_ref().filter(|a| !a.is_owner), thread(s)) else { continue };
+        if answered.get(actor.id.as_str()).is_none_or(|threads| threads.len() < 2) {
+            continue;
+        }
+        if asks(s, &when::words(&s.text)) {
+            continue;
+        }
+        let replied = signals.iter().any(|later| {
+            by_owner_account(later) && later.occurred_at > s.occurred_at && thread(later).as_deref() == Some(&t)
+        });
+        // Only the latest unanswered mail of a thread.
+        let newer = signals.iter().filter(mail).any(|later| {
+            later.occurred_at > s.occurred_at && thread(later).as_deref() == Some(&t) && !by_owner_account(later)
+        });
+        let waiting = ctx.now - s.occurred_at;
+        if replied || newer || waiting < ctx.answer_grace {
+            continue;
+        }
+        let who = actor.name.clone().unwrap_or_else(|| actor.id.clone());
+        ideas.push(Idea {
+            kind: IdeaKind::UnrepliedMail,
+            title: format!("Reply to {who}: “{}”", excerpt(&s.text)),
+            why_now: format!("{who} wrote {} ago; you usually answer them and have not yet", humanize(waiting)),
+            due: None,
+            evidence: vec![s.id],
+            confidence: 0.7,
+            key: format!("mail:{}", s.id),
+            topic: Some(format!("conversation:{}:{t}", s.source)),
+        });
+    }
+    ideas
+}
+
+/// Signals matching something the owner asked to watch for (a `watch_item` memory): most
+/// of its words appear in someone else's message that arrived after the owner asked.
+pub fn watched(signals: &[Signal], memories: &[crate::memory::Memory], _ctx: &Context) -> Vec<Idea> {
+    let words = |text: &str| -> std::collections::HashSet<String> {
+        text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_lowercase).collect()
+    };
+    let mut ideas = Vec::new();
+    for memory in memories.iter().filter(|m| m.kind == crate::memory::MemoryKind::WatchItem) {
+        let wanted = words(&memory.content);
+        if wanted.is_empty() {
+            continue;
+        }
+        for s in signals.iter().filter(|s| !from_owner(s) && s.occurred_at >= memory.created_at) {
+            let have = words(&s.text);
+            let shared = wanted.iter().filter(|w| have.contains(*w)).count();
+            if shared * 10 < wanted.len() * 6 {
+                continue;
+            }
+            let who = s.actor.as_ref().map_or("someone".to_owned(), |a| a.name.clone().unwrap_or_else(|| a.id.clone()));
+            ideas.push(Idea {
+                kind: IdeaKind::WatchItem,
+                title: format!("Watched: {} — {who}: “{}”", memory.content, excerpt(&s.text)),
+                why_now: format!("you asked to watch for “{}”, and {who} just wrote about it", memory.content),
+                due: None,
+                evidence: vec![s.id],
+                confidence: 0.8,
+                key: format!("watch:{}:{}", memory.id, s.id),
+                topic: None,
+            });
+        }
+    }
+    ideas
+}
+
 /// "3 hours", "2 days", "40 minutes".
 pub fn humanize(span: Duration) -> String {
     let minutes = span.num_minutes().max(0);
@@ -490,6 +580,82 @@ mod tests {
         let ideas = unanswered_questions(&[dm, room, mail, statement], &ctx());
         assert_eq!(ideas.iter().map(|i| i.evidence[0]).collect::<Vec<_>>(), [1, 3]);
         assert!(ideas[1].why_now.contains("1 day"), "{}", ideas[1].why_now);
+    }
+
+    fn mail(id: SignalId, from: &str, owner: bool, thread: &str, minutes_ago: i64, text: &str) -> Signal {
+        let mut s = signal(S { id, who: Some((from, owner)), chat: Some((thread, None)), minutes_ago, text });
+        s.family = Family::Email;
+        s
+    }
+
+    #[test]
+    fn mail_from_people_the_owner_answers_is_not_left_waiting() {
+        let signals = [
+            mail(1, "lee@example.org", false, "t1", 5000, "Here are the minutes."),
+            mail(2, "me@example.org", true, "t1", 4900, "Thanks Lee!"),
+            mail(3, "lee@example.org", false, "t2", 3000, "Updated the spreadsheet."),
+            mail(4, "me@example.org", true, "t2", 2900, "Great, thank you."),
+            mail(5, "lee@example.org", false, "t3", 1440, "Attached are the signed forms."),
+            mail(6, "news@shop.example", false, "n1", 1440, "Our autumn sale starts now."),
+            mail(7, "lee@example.org", false, "t4", 1440, "Could you sign page 2?"),
+            mail(8, "lee@example.org", false, "t5", 30, "FYI the courier comes Monday."),
+        ];
+        let ideas = unreplied_mail(&signals, &ctx());
+        assert_eq!(ideas.len(), 1, "{ideas:?}");
+        assert_eq!(ideas[0].title, "Reply to LEE@EXAMPLE.ORG: “Attached are the signed forms.”");
+        assert_eq!(ideas[0].why_now, "LEE@EXAMPLE.ORG wrote 1 day ago; you usually answer them and have not yet");
+        assert_eq!(ideas[0].kind, IdeaKind::UnrepliedMail);
+        // The question in t4 is the question detector's.
+        assert_eq!(unanswered_questions(&signals, &ctx()).iter().map(|i| i.evidence[0]).collect::<Vec<_>>(), [7]);
+        // A stranger the owner never answers is not nagged about.
+        let strangers: Vec<Signal> = signals.iter().filter(|s| s.id >= 5).cloned().collect();
+        assert!(unreplied_mail(&strangers, &ctx()).is_empty());
+    }
+
+    #[test]
+    fn messages_about_watched_things_are_raised() {
+        use crate::memory::{Memory, MemoryKind, Origin};
+        let asked = ctx().now - Duration::days(2);
+        let watch = Memory {
+            id: 40,
+            kind: MemoryKind::WatchItem,
+            subject: String::new(),
+            content: "ACME invoice".into(),
+            confidence: 1.0,
+            stability: 1,
+            origin: Origin::Owner,
+            trust: Trust::Trusted,
+            evidence: vec![],
+            created_at: asked,
+            updated_at: asked,
+        };
+        let vendor = |id, minutes_ago, text| {
+            signal(S { id, who: Some(("billing", false)), chat: Some(("billing", None)), minutes_ago, text })
+        };
+        let signals = [
+            vendor(1, 60, "Your ACME invoice for October is ready"),
+            vendor(2, 5000, "ACME invoice for September"),
+            vendor(3, 60, "Your order has shipped"),
+            owner(4, 30, "still waiting for the ACME invoice"),
+        ];
+        let ideas = watched(&signals, &[watch], &ctx());
+        assert_eq!(ideas.len(), 1, "{ideas:?}");
+        assert_eq!(ideas[0].title, "Watched: ACME invoice — BILLING: “Your ACME invoice for October is ready”");
+        assert_eq!(ideas[0].key, "watch:40:1");
+    }
+
+    #[test]
+    fn actionable_signals_are_the_ones_that_may_need_the_owner() {
+        let other = |text| signal(S { id: 1, who: Some(("x", false)), chat: Some(("x", None)), minutes_ago: 1, text });
+        assert!(actionable(&other("are you free tomorrow?")));
+        assert!(actionable(&other("please confirm the booking")));
+        assert!(!actionable(&other("thanks, all good")));
+        let mut urgent = other("server down");
+        urgent.urgency = crate::signal::Urgency::High;
+        assert!(actionable(&urgent));
+        assert!(actionable(&owner(2, 1, "remind me to stretch")));
+        assert!(actionable(&owner(3, 1, "I'll send it tomorrow")));
+        assert!(!actionable(&owner(4, 1, "sounds good")));
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub fn ideas(evidence: &Evidence, ctx: &Context) -> Vec<Idea> {
     let mut ideas = detect::reminders(&evidence.signals, ctx);
     ideas.extend(detect::promises(&evidence.signals, ctx));
     ideas.extend(detect::unanswered_questions(&evidence.signals, ctx));
+    ideas.extend(detect::unreplied_mail(&evidence.signals, ctx));
+    ideas.extend(detect::watched(&evidence.signals, &evidence.memories, ctx));
     ideas
 }
 

@@ -440,6 +440,10 @@ impl Store {
         let now = self.clock().now();
         let at = to_millis(now);
         let hour = now.with_timezone(&timezone).hour();
+        let stale_before = to_millis(now - ignore_after);
+        if !on_read!(self, |conn, sql| { sql::upkeep_pending(&mut conn, at, stale_before, bring_back).await? }) {
+            return Ok(Upkeep::default());
+        }
         Ok(in_write_tx!(self, |tx, sql| {
             let mut upkeep = Upkeep::default();
             let returning: &[(SuggestionState, &'static str)] = if bring_back {
@@ -467,7 +471,6 @@ impl Store {
                     upkeep.expired.push(due.id);
                 }
             }
-            let stale_before = to_millis(now - ignore_after);
             for due in sql::due(&mut tx, SuggestionState::Active, "surfaced_at", stale_before).await? {
                 let Some(current) = load_one!(sql, &mut tx, due.id) else { continue };
                 // Shown again after a snooze: stale counts from when it came back.
@@ -492,10 +495,7 @@ impl Store {
     /// How many scheduled or snoozed suggestions are due at `now`.
     pub async fn count_due(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
         let at = to_millis(now);
-        Ok(on_read!(self, |conn, sql| {
-            sql::count_due(&mut conn, SuggestionState::Scheduled, "due_at", at).await?
-                + sql::count_due(&mut conn, SuggestionState::Snoozed, "snoozed_until", at).await?
-        }))
+        Ok(on_read!(self, |conn, sql| { sql::count_due(&mut conn, at).await? }))
     }
 
     pub async fn suggestions_by_id(&self, ids: &[SuggestionId]) -> Result<Vec<Suggestion>, StoreError> {

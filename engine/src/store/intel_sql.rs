@@ -331,16 +331,33 @@ macro_rules! intel_sql {
                 q.build_query_as().fetch_all(&mut *conn).await
             }
 
-            pub(crate) async fn count_due(
-                conn: &mut Conn,
-                state: SuggestionState,
-                column: &'static str,
-                at_or_before: i64,
-            ) -> Result<i64, sqlx::Error> {
-                let mut q = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM suggestions WHERE state = ");
-                q.push_bind(state.as_str());
-                q.push(format!(" AND {column} <= ")).push_bind(at_or_before);
+            /// Scheduled and snoozed suggestions whose time has come.
+            pub(crate) async fn count_due(conn: &mut Conn, at: i64) -> Result<i64, sqlx::Error> {
+                let mut q =
+                    QueryBuilder::<$db>::new("SELECT COUNT(*) FROM suggestions WHERE (state = 'scheduled' AND due_at <= ");
+                q.push_bind(at).push(") OR (state = 'snoozed' AND snoozed_until <= ").push_bind(at).push(")");
                 q.build_query_scalar().fetch_one(&mut *conn).await
+            }
+
+            /// Whether upkeep has anything to do, so a pulse with nothing due never takes the
+            /// write lock.
+            pub(crate) async fn upkeep_pending(
+                conn: &mut Conn,
+                at: i64,
+                stale_before: i64,
+                bring_back: bool,
+            ) -> Result<bool, sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM suggestions WHERE (state = 'active' AND (expires_at <= ",
+                );
+                q.push_bind(at).push(" OR surfaced_at <= ").push_bind(stale_before).push("))");
+                if bring_back {
+                    q.push(" OR (state = 'scheduled' AND due_at <= ").push_bind(at).push(")");
+                    q.push(" OR (state = 'snoozed' AND snoozed_until <= ").push_bind(at).push(")");
+                }
+                q.push(" LIMIT 1) AS pending");
+                let found: i64 = q.build_query_scalar().fetch_one(&mut *conn).await?;
+                Ok(found > 0)
             }
 
             pub(crate) async fn earliest(

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::answer::{self, AnswerParts};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiJsonOrEmpty, ApiQuery};
+use crate::answer::{self, AnswerParts};
 
 const MAX_LIMIT: u32 = 200;
 
