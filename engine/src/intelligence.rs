@@ -163,39 +163,31 @@ impl Intelligence {
         let settings = &self.settings;
         let mut report =
             PulseReport { outcome: outcome.clone(), run_id: None, read, created: vec![], upkeep: Upkeep::default() };
-        match &outcome {
-            Outcome::Reflect { reason } => {
-                report.upkeep =
-                    self.store.upkeep(rules.timezone, settings.expires_after, settings.ignore_after, true).await?;
-                let trigger = if manual { "manual" } else { "heartbeat" };
-                let (run_id, result) = self.reflect(trigger, reason, &report.upkeep).await?;
-                report.run_id = Some(run_id.clone());
-                state.last_run_id = Some(run_id);
-                state.last_reflection_at = Some(now);
-                state.reflections_today += 1;
-                match result {
-                    Ok(reflected) => {
-                        state.last_reflection_failed = false;
-                        state.carried_new = 0;
-                        state.carried_actionable = 0;
-                        state.next_followup_at = reflected.next_followup;
-                        report.created = reflected.created;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "reflection failed");
-                        state.last_reflection_failed = true;
-                    }
+        // Expiry and staleness need no quiet hours; bringing things back needs a pulse that
+        // may show them. While paused, nothing changes at all.
+        let bring_back = matches!(outcome, Outcome::Reflect { .. } | Outcome::Dispatch { .. });
+        if bring_back || !state.paused {
+            report.upkeep =
+                self.store.upkeep(rules.timezone, settings.expires_after, settings.ignore_after, bring_back).await?;
+        }
+        if let Outcome::Reflect { reason } = &outcome {
+            let trigger = if manual { "manual" } else { "heartbeat" };
+            let (run_id, result) = self.reflect(trigger, reason, &report.upkeep).await?;
+            report.run_id = Some(run_id.clone());
+            state.last_run_id = Some(run_id);
+            state.last_reflection_at = Some(now);
+            state.reflections_today += 1;
+            match result {
+                Ok(reflected) => {
+                    state.last_reflection_failed = false;
+                    state.carried_new = 0;
+                    state.carried_actionable = 0;
+                    state.next_followup_at = reflected.next_followup;
+                    report.created = reflected.created;
                 }
-            }
-            Outcome::Dispatch { .. } => {
-                report.upkeep =
-                    self.store.upkeep(rules.timezone, settings.expires_after, settings.ignore_after, true).await?;
-            }
-            Outcome::Idle { .. } | Outcome::Deferred { .. } => {
-                // Expiry and staleness need no quiet hours; bringing things back does.
-                if !state.paused {
-                    report.upkeep =
-                        self.store.upkeep(rules.timezone, settings.expires_after, settings.ignore_after, false).await?;
+                Err(error) => {
+                    tracing::error!(%error, "reflection failed");
+                    state.last_reflection_failed = true;
                 }
             }
         }

@@ -1,8 +1,9 @@
-//! Turning an answer as the owner types it (API body, command line) into a [`Response`],
-//! with one set of rules and messages for every front end.
+//! Turning what the owner types (API body, command line) into engine values — an answer
+//! into a [`Response`], a state filter into states — with one set of rules and messages
+//! for every front end.
 
 use chrono::{DateTime, Utc};
-use loopgate_engine::suggestion::{Response, edited_action};
+use loopgate_engine::suggestion::{Response, SuggestionState, edited_action};
 
 /// The parts of an answer before they are checked.
 #[derive(Debug, Default)]
@@ -50,6 +51,23 @@ pub fn response(
         }
         other => Err(format!("response {other:?} is not one of act, edit, snooze, dismiss")),
     }
+}
+
+/// Which suggestions to list: one state, several separated by commas, or `open` (scheduled,
+/// active and snoozed). Empty means every state.
+pub fn state_filter(text: &str) -> Result<Vec<SuggestionState>, String> {
+    let mut states = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name == "open" {
+            states.extend([SuggestionState::Scheduled, SuggestionState::Active, SuggestionState::Snoozed]);
+            continue;
+        }
+        states.push(SuggestionState::parse(name).ok_or_else(|| {
+            let names: Vec<_> = SuggestionState::ALL.iter().map(|s| s.as_str()).collect();
+            format!("state {name:?} is not one of open, {}", names.join(", "))
+        })?);
+    }
+    Ok(states)
 }
 
 fn snooze_span(text: &str) -> Result<chrono::Duration, String> {

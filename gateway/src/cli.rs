@@ -347,14 +347,10 @@ async fn pulse(settings: Settings, scheduled: bool, json: bool) -> anyhow::Resul
 }
 
 fn states(text: &str) -> anyhow::Result<Vec<SuggestionState>> {
-    match text {
-        "all" => Ok(Vec::new()),
-        "open" => Ok(vec![SuggestionState::Scheduled, SuggestionState::Active, SuggestionState::Snoozed]),
-        other => other
-            .split(',')
-            .map(|s| SuggestionState::parse(s.trim()).ok_or_else(|| anyhow::anyhow!("{s:?} is not a suggestion state")))
-            .collect(),
+    if text == "all" {
+        return Ok(Vec::new());
     }
+    answer::state_filter(text).map_err(|e| anyhow::anyhow!("--state: {e}"))
 }
 
 async fn suggestions(settings: Settings, command: SuggestionsCommand) -> anyhow::Result<()> {

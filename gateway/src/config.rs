@@ -241,6 +241,11 @@ impl ConfigDuration {
     pub const fn secs(secs: u64) -> ConfigDuration {
         ConfigDuration(Duration::from_secs(secs))
     }
+
+    /// As the engine's duration type; one too long for it saturates.
+    pub fn to_chrono(self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
 }
 
 impl<'de> Deserialize<'de> for ConfigDuration {
@@ -538,28 +543,26 @@ impl Config {
     }
 
     fn intelligence_settings(&self, timezone: chrono_tz::Tz, quiet_hours: Option<QuietHours>) -> IntelSettings {
-        let d = |d: ConfigDuration| chrono::Duration::from_std(d.0).unwrap_or(chrono::Duration::MAX);
         let h = &self.heartbeat;
         let rules = Rules {
-            cooldown: d(h.cooldown),
-            cooldown_after_failure: d(h.cooldown_after_failure),
+            cooldown: h.cooldown.to_chrono(),
+            cooldown_after_failure: h.cooldown_after_failure.to_chrono(),
             daily_budget: h.daily_budget,
             actionable_threshold: h.actionable_threshold,
             timezone,
             quiet_hours,
         };
         let mut settings = IntelSettings::new(rules, self.storage.data_dir.clone());
-        settings.answer_grace = d(h.answer_grace);
-        settings.lookback = d(h.lookback);
+        settings.answer_grace = h.answer_grace.to_chrono();
+        settings.lookback = h.lookback.to_chrono();
         settings.max_active = self.suggestions.max_active;
-        settings.expires_after = d(self.suggestions.expires_after);
-        settings.ignore_after = d(self.suggestions.ignore_after);
+        settings.expires_after = self.suggestions.expires_after.to_chrono();
+        settings.ignore_after = self.suggestions.ignore_after.to_chrono();
         settings
     }
 
     fn store_config(&self) -> StoreConfig {
         let r = &self.signals.retention;
-        let d = |d: ConfigDuration| chrono::Duration::from_std(d.0).unwrap_or(chrono::Duration::MAX);
         StoreConfig {
             url: self.storage.url.clone(),
             durability: match self.storage.durability {
@@ -567,12 +570,12 @@ impl Config {
                 DurabilityConfig::PowerLoss => Durability::PowerLoss,
             },
             retention: Retention {
-                message: d(r.message),
-                email: d(r.email),
-                interaction: d(r.interaction),
-                schedule: d(r.schedule),
-                event: d(r.event),
-                receipts: d(r.receipts),
+                message: r.message.to_chrono(),
+                email: r.email.to_chrono(),
+                interaction: r.interaction.to_chrono(),
+                schedule: r.schedule.to_chrono(),
+                event: r.event.to_chrono(),
+                receipts: r.receipts.to_chrono(),
             },
             max_connections: self.storage.max_connections,
         }

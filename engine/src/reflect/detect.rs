@@ -7,7 +7,7 @@
 //! - [`unreplied_mail`]: mail from someone the owner usually answers, still unanswered.
 //! - [`watched`]: a message about something the owner asked to watch for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -329,7 +329,7 @@ pub fn unreplied_mail(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
     let thread = |s: &Signal| s.conversation.as_ref().map(|c| c.thread_id.clone().unwrap_or_else(|| c.id.clone()));
     let mail = |s: &&Signal| s.family == crate::Family::Email;
     // Threads where the owner wrote after each sender.
-    let mut answered: HashMap<&str, std::collections::HashSet<String>> = HashMap::new();
+    let mut answered: HashMap<&str, HashSet<String>> = HashMap::new();
     for s in signals.iter().filter(mail) {
         let (Some(actor), Some(t)) = (s.actor.as_ref().filter(|a| !a.is_owner), thread(s)) else { continue };
         let replied = signals.iter().filter(mail).any(|later| {
@@ -377,19 +377,11 @@ pub fn unreplied_mail(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
 /// Signals matching something the owner asked to watch for (a `watch_item` memory): most
 /// of its words appear in someone else's message that arrived after the owner asked.
 pub fn watched(signals: &[Signal], memories: &[crate::memory::Memory], _ctx: &Context) -> Vec<Idea> {
-    let words = |text: &str| -> std::collections::HashSet<String> {
-        text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_lowercase).collect()
-    };
     let mut ideas = Vec::new();
     for memory in memories.iter().filter(|m| m.kind == crate::memory::MemoryKind::WatchItem) {
-        let wanted = words(&memory.content);
-        if wanted.is_empty() {
-            continue;
-        }
+        let wanted = content_words(&memory.content);
         for s in signals.iter().filter(|s| !from_owner(s) && s.occurred_at >= memory.created_at) {
-            let have = words(&s.text);
-            let shared = wanted.iter().filter(|w| have.contains(*w)).count();
-            if shared * 10 < wanted.len() * 6 {
+            if !mostly_within(&wanted, &content_words(&s.text)) {
                 continue;
             }
             let who = s.actor.as_ref().map_or("someone".to_owned(), |a| a.name.clone().unwrap_or_else(|| a.id.clone()));
@@ -406,6 +398,17 @@ pub fn watched(signals: &[Signal], memories: &[crate::memory::Memory], _ctx: &Co
         }
     }
     ideas
+}
+
+/// Words of three letters or more, lowercased: what two texts must share to be "alike".
+pub(crate) fn content_words(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_lowercase).collect()
+}
+
+/// Whether most (60 %) of `wanted` appears in `have`; never for nothing wanted.
+pub(crate) fn mostly_within(wanted: &HashSet<String>, have: &HashSet<String>) -> bool {
+    let shared = wanted.iter().filter(|w| have.contains(*w)).count();
+    !wanted.is_empty() && shared * 10 >= wanted.len() * 6
 }
 
 /// "3 hours", "2 days", "40 minutes".

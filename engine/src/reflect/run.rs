@@ -111,7 +111,7 @@ pub fn judge(ideas: Vec<Idea>, evidence: &Evidence, judging: &Judging) -> Though
         .memories
         .iter()
         .filter(|m| m.kind == MemoryKind::IgnoredNoise)
-        .map(|m| (m.id, content_words(&m.content), decayed(m.confidence, m.updated_at, judging.now)))
+        .map(|m| (m.id, detect::content_words(&m.content), decayed(m.confidence, m.updated_at, judging.now)))
         .collect();
     let mut seen = HashSet::new();
     let mut critique: Vec<Critique> = ideas
@@ -166,20 +166,14 @@ fn round(score: f64) -> f64 {
     (score * 1000.0).round() / 1000.0
 }
 
-/// Words of three letters or more, lowercased: what two texts must share to be "alike".
-fn content_words(text: &str) -> HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3).map(str::to_lowercase).collect()
-}
-
 /// How much the ignored-noise memories whose words mostly appear in the title lower it (a
 /// factor in 0..1), and the strongest of them.
 fn noise_factor(noise: &[(i64, HashSet<String>, f64)], title: &str) -> (f64, Option<i64>) {
-    let words = content_words(title);
+    let words = detect::content_words(title);
     let mut factor = 1.0;
     let mut strongest: Option<(i64, f64)> = None;
     for (id, noise_words, strength) in noise {
-        let shared = noise_words.iter().filter(|w| words.contains(*w)).count();
-        if !noise_words.is_empty() && shared * 10 >= noise_words.len() * 6 {
+        if detect::mostly_within(noise_words, &words) {
             factor *= 1.0 - strength.clamp(0.0, 1.0);
             if strongest.is_none_or(|(_, s)| *strength > s) {
                 strongest = Some((*id, *strength));

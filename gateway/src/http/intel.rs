@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use loopgate_engine::intelligence::{HeartbeatStatus, PulseReport};
 use loopgate_engine::store::RunDetail;
-use loopgate_engine::suggestion::{RespondError, Responded, Responder, Suggestion, SuggestionState};
+use loopgate_engine::suggestion::{RespondError, Responded, Responder, Suggestion};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -76,25 +76,9 @@ pub async fn suggestions(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let states = parse_states(params.state.as_deref())?;
+    let states = answer::state_filter(params.state.as_deref().unwrap_or_default()).map_err(ApiError::invalid)?;
     let suggestions = state.store.suggestions(&states, limit(params.limit, 50)?).await?;
     Ok(Json(json!({"suggestions": suggestions})))
-}
-
-fn parse_states(text: Option<&str>) -> Result<Vec<SuggestionState>, ApiError> {
-    let Some(text) = text.filter(|t| !t.trim().is_empty()) else { return Ok(Vec::new()) };
-    let mut states = Vec::new();
-    for name in text.split(',').map(str::trim) {
-        if name == "open" {
-            states.extend([SuggestionState::Scheduled, SuggestionState::Active, SuggestionState::Snoozed]);
-            continue;
-        }
-        states.push(SuggestionState::parse(name).ok_or_else(|| {
-            let names: Vec<_> = SuggestionState::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::invalid(format!("state {name:?} is not one of open, {}", names.join(", ")))
-        })?);
-    }
-    Ok(states)
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {
