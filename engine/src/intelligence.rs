@@ -5,6 +5,7 @@
 //! One pulse at a time (the timer and a manual pulse may race): a lock serializes them, so
 //! the heartbeat's cursor and counters are read and written by one pulse only.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,17 +13,24 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+use loopgate_policies::Policy;
+
 use crate::heartbeat::{self, Outcome, Pending, Rules};
 use crate::learning::Weights;
-use crate::memory::MemoryKind;
+use crate::memory::{MemoryCandidate, MemoryKind, Origin, RememberOutcome, Rejection};
+use crate::reflect::habits;
 use crate::reflect::detect::{self, Context, Idea, IdeaKind};
-use crate::reflect::run::{self, Evidence, Judging};
+use crate::reflect::run::{self, Critique, Evidence, Judging};
 use crate::signal::Signal;
 use crate::store::{HeartbeatRecord, MemoryQuery, NewSuggestion, RunRecord, SignalQuery, Store, StoreError, Upkeep};
 use crate::suggestion::{
     EvidenceLine, RespondError, Responded, Responder, Response, Suggestion, SuggestionId, SuggestionState,
 };
 
+/// Weeks of the owner's own signals a reflection reads for weekly habits.
+const HABIT_WEEKS: i64 = 4;
+/// Most of the owner's own signals read for habits.
+const MAX_HISTORY: u32 = 3_000;
 /// New signals one pulse reads at most; the rest wait for the next pulse.
 const MAX_READ_PER_PULSE: usize = 10_000;
 const READ_PAGE: u32 = 1_000;
@@ -44,6 +52,9 @@ pub struct Settings {
     pub ignore_after: Duration,
     /// Where reflection artifacts are written.
     pub data_dir: PathBuf,
+    /// The owner's action rules: critique classifies every idea's risk by them and drops
+    /// ideas whose action they deny.
+    pub policy: Policy,
 }
 
 impl Settings {
@@ -57,6 +68,7 @@ impl Settings {
             expires_after: Duration::days(3),
             ignore_after: Duration::hours(48),
             data_dir,
+            policy: Policy::empty(),
         }
     }
 }
@@ -296,23 +308,35 @@ impl Intelligence {
                 .context("reading memories")?;
             memories.extend(hits.into_iter().map(|h| h.memory));
         }
-        let mut evidence = Evidence { signals, memories, live_keys: Default::default() };
+        let mut history = self
+            .store
+            .list_signals(&SignalQuery {
+                since: Some(now - Duration::weeks(HABIT_WEEKS)),
+                owner_only: true,
+                limit: MAX_HISTORY,
+                ..SignalQuery::default()
+            })
+            .await
+            .context("reading the owner's past weeks")?;
+        history.reverse();
+        let mut evidence = Evidence { signals, memories, history, ..Evidence::default() };
 
         let ideas = run::ideas(&evidence, &ctx);
         let keys: Vec<String> = ideas.iter().map(|i| i.key.clone()).collect();
         evidence.live_keys = self.store.existing_idea_keys(&keys).await.context("reading known suggestions")?;
+        evidence.forgotten_keys = self.remember_habits(&ideas, &evidence, &ctx).await.context("remembering habits")?;
         let weights = Weights::at(&self.store.weights().await.context("reading weights")?, now);
         let open = self.store.count_suggestions(SuggestionState::Active).await?
             + self.store.count_suggestions(SuggestionState::Scheduled).await?;
         let room = settings.max_active.saturating_sub(open as usize);
         let hour = now.with_timezone(&settings.rules.timezone).hour();
         let score = |idea: &Idea| weights.score(idea.confidence, class_of(idea.kind), source_of(idea, &evidence), hour);
-        let thought = run::judge(ideas, &evidence, &Judging { score: &score, room, now });
+        let thought = run::judge(ideas, &evidence, &Judging { score: &score, room, now, policy: &settings.policy });
 
         let new: Vec<NewSuggestion> = thought
             .decision
             .iter()
-            .map(|idea| self.suggestion_from(idea, &evidence, thought.score_of(&idea.key).unwrap_or(0.0), now))
+            .filter_map(|idea| Some(self.suggestion_from(idea, &evidence, thought.critique_of(&idea.key)?, now)))
             .collect();
         let created = self.store.create_suggestions(run_id, &new).await.context("creating suggestions")?;
         let shown = self.store.suggestions_by_id(&created).await?;
@@ -345,15 +369,51 @@ impl Intelligence {
         })
     }
 
-    fn suggestion_from(&self, idea: &Idea, evidence: &Evidence, score: f64, now: DateTime<Utc>) -> NewSuggestion {
+    /// Keeps each weekly habit about to be raised as a `recurring_task` memory (once per
+    /// turn: only for ideas not raised before), and returns the keys of those the owner
+    /// asked to forget, which are not raised at all.
+    async fn remember_habits(
+        &self,
+        ideas: &[Idea],
+        evidence: &Evidence,
+        ctx: &Context,
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut forgotten = HashSet::new();
+        let new_turns: Vec<&Idea> = ideas
+            .iter()
+            .filter(|i| i.kind == IdeaKind::RecurringTask && !evidence.live_keys.contains(&i.key))
+            .collect();
+        if new_turns.is_empty() {
+            return Ok(forgotten);
+        }
+        for habit in habits::habits(&evidence.history, ctx) {
+            let subject = habit.subject();
+            let Some(idea) = new_turns.iter().find(|i| i.topic.as_deref() == Some(subject.as_str())) else { continue };
+            let candidate = MemoryCandidate {
+                kind: MemoryKind::RecurringTask,
+                content: habit.statement(),
+                subject,
+                confidence: idea.confidence,
+                origin: Origin::Reflection,
+                trust: habit.trust,
+                evidence: habit.evidence.clone(),
+            };
+            if let RememberOutcome::Rejected { reason: Rejection::Forgotten } = self.store.remember(candidate).await? {
+                forgotten.insert(idea.key.clone());
+            }
+        }
+        Ok(forgotten)
+    }
+
+    fn suggestion_from(&self, idea: &Idea, evidence: &Evidence, critique: &Critique, now: DateTime<Utc>) -> NewSuggestion {
         let by_id = |id| evidence.signals.iter().find(|s| s.id == id);
         let lines = idea
             .evidence
             .iter()
             .map(|id| EvidenceLine { signal_id: *id, summary: by_id(*id).map(summary).unwrap_or_default() })
             .collect();
-        let first = idea.evidence.first().and_then(|id| by_id(*id));
-        let scheduled = idea.kind == IdeaKind::Reminder && idea.due.is_some_and(|due| due > now);
+        let scheduled = matches!(idea.kind, IdeaKind::Reminder | IdeaKind::RecurringTask)
+            && idea.due.is_some_and(|due| due > now);
         let shown_at = if scheduled { idea.due.unwrap_or(now) } else { now };
         NewSuggestion {
             key: idea.key.clone(),
@@ -362,8 +422,10 @@ impl Intelligence {
             why_now: idea.why_now.clone(),
             evidence: lines,
             confidence: idea.confidence,
-            score,
-            action: action_for(idea, first),
+            score: critique.score,
+            action: idea.action.clone(),
+            risk: critique.risk,
+            policy: critique.policy,
             class: class_of(idea.kind).into(),
             source: source_of(idea, evidence).into(),
             state: if scheduled { SuggestionState::Scheduled } else { SuggestionState::Active },
@@ -479,6 +541,7 @@ pub fn class_of(kind: IdeaKind) -> &'static str {
         IdeaKind::UnansweredQuestion => "unanswered_question",
         IdeaKind::UnrepliedMail => "unreplied_mail",
         IdeaKind::WatchItem => "watch_item",
+        IdeaKind::RecurringTask => "recurring_task",
     }
 }
 
@@ -494,26 +557,4 @@ fn source_of<'a>(idea: &Idea, evidence: &'a Evidence) -> &'a str {
 fn summary(signal: &Signal) -> String {
     let who = signal.actor.as_ref().map_or("you", |a| a.name.as_deref().unwrap_or(&a.id));
     format!("{who} on {}: “{}”", signal.source, detect::excerpt(&signal.text))
-}
-
-/// What acting on an idea would do, for the owner to accept or edit. Running it is the
-/// action layer's job, through policy.
-fn action_for(idea: &Idea, first: Option<&Signal>) -> serde_json::Value {
-    let reply_target = first.map(|s| {
-        serde_json::json!({
-            "channel": s.source.as_str(),
-            "conversation": s.conversation.as_ref().map(|c| c.id.clone()),
-            "reply_to": s.external_id.clone(),
-        })
-    });
-    match idea.kind {
-        IdeaKind::Reminder => {
-            serde_json::json!({"kind": "note", "text": format!("Done: {}", idea.title.trim_start_matches("Reminder: "))})
-        }
-        IdeaKind::Promise => serde_json::json!({"kind": "reminder", "text": idea.title, "at": idea.due}),
-        IdeaKind::UnansweredQuestion | IdeaKind::UnrepliedMail => {
-            serde_json::json!({"kind": "message", "target": reply_target, "text": ""})
-        }
-        IdeaKind::WatchItem => serde_json::json!({"kind": "note", "text": idea.title}),
-    }
 }

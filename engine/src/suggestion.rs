@@ -13,6 +13,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use loopgate_policies::{ActionKind, Effect, Risk};
 use serde::{Deserialize, Serialize};
 
 use crate::signal::SignalId;
@@ -120,6 +121,11 @@ pub struct Suggestion {
     /// Confidence weighted by what the owner taught; suggestions are shown in this order.
     pub score: f64,
     pub action: serde_json::Value,
+    /// The action's risk class, by policy.
+    pub risk: Risk,
+    /// What policy said of the action when it was raised: `allow` runs when the owner acts,
+    /// `ask` waits for an explicit approval first.
+    pub policy: Effect,
     pub class: String,
     pub source: String,
     pub state: SuggestionState,
@@ -168,8 +174,6 @@ impl Response {
     }
 }
 
-/// The kinds of action loopgate knows (SPEC §8).
-pub const ACTION_KINDS: [&str; 6] = ["message", "reminder", "webhook", "command", "workflow", "note"];
 /// Largest edited action accepted, as JSON.
 const MAX_ACTION_BYTES: usize = 16 * 1024;
 
@@ -188,8 +192,11 @@ pub fn edited_action(original: &serde_json::Value, edit: &serde_json::Value) -> 
         }
         serde_json::Value::Object(fields) => {
             match fields.get("kind").and_then(|k| k.as_str()) {
-                Some(kind) if ACTION_KINDS.contains(&kind) => {}
-                Some(kind) => return Err(format!("action kind {kind:?} is not one of {}", ACTION_KINDS.join(", "))),
+                Some(kind) if ActionKind::parse(kind).is_some() => {}
+                Some(kind) => {
+                    let kinds: Vec<_> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+                    return Err(format!("action kind {kind:?} is not one of {}", kinds.join(", ")));
+                }
                 None => return Err("the edited action has no \"kind\"".into()),
             }
             edit.clone()

@@ -15,7 +15,7 @@ use figment::providers::{Format, Serialized, Toml};
 use loopgate_engine::heartbeat::{QuietHours, Rules};
 use loopgate_engine::intelligence::Settings as IntelSettings;
 use loopgate_engine::{Durability, Retention, StoreConfig};
-use loopgate_policies::Identities;
+use loopgate_policies::{Identities, Policy, Rule};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The file used when `--config` is not given, if it exists.
@@ -31,7 +31,17 @@ pub struct Config {
     pub signals: SignalsConfig,
     pub heartbeat: HeartbeatConfig,
     pub suggestions: SuggestionsConfig,
+    pub policy: PolicyConfig,
     pub log: LogConfig,
+}
+
+/// The owner's rules for actions (`[[policy.rules]]`): each `allow`, `ask` or `deny`s the
+/// actions it matches; the strictest matching rule wins, so deny always does. Without a
+/// matching rule, notes and reminders run and everything else asks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub rules: Vec<Rule>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -508,6 +518,15 @@ impl Config {
         if h.actionable_threshold == 0 {
             problem("heartbeat.actionable_threshold", "0 would reflect on every pulse".into(), "use 1 or more");
         }
+        for (n, rule) in self.policy.rules.iter().enumerate() {
+            if rule.target.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                problem(
+                    &format!("policy.rules[{n}].target"),
+                    "an empty pattern matches only actions without a target".into(),
+                    "write a pattern like \"telegram:*\" or \"deploy-*\", or leave target out to match every target",
+                );
+            }
+        }
         if self.suggestions.max_active == 0 {
             problem("suggestions.max_active", "0 would never suggest anything".into(), "use 1 or more");
         }
@@ -558,6 +577,7 @@ impl Config {
         settings.max_active = self.suggestions.max_active;
         settings.expires_after = self.suggestions.expires_after.to_chrono();
         settings.ignore_after = self.suggestions.ignore_after.to_chrono();
+        settings.policy = Policy::new(self.policy.rules.clone());
         settings
     }
 

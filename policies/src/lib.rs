@@ -1,8 +1,11 @@
 //! Pure decisions, called by the engine for every channel. Nothing here does IO.
 //!
-//! Today: who the owner is on each platform. Approval rules and the auto-create gate
-//! join as the engine grows.
+//! - [`identity`]: who the owner is on each platform.
+//! - [`action`]: each action's kind, target and risk class, and the owner's allow / ask /
+//!   deny rules over them (deny wins; anything with an outside effect asks by default).
 
+pub mod action;
 mod identity;
 
+pub use action::{ActionKind, ActionView, Assessment, Effect, Policy, Risk, Rule};
 pub use identity::Identities;

@@ -6,6 +6,7 @@
 //! - [`unanswered_questions`]: someone asked the owner something and got no reply.
 //! - [`unreplied_mail`]: mail from someone the owner usually answers, still unanswered.
 //! - [`watched`]: a message about something the owner asked to watch for.
+//! - [`super::habits::recurring`]: the owner's weekly habit is due (its own module).
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +33,7 @@ pub enum IdeaKind {
     UnansweredQuestion,
     UnrepliedMail,
     WatchItem,
+    RecurringTask,
 }
 
 /// A candidate next action, before critique.
@@ -50,6 +52,27 @@ pub struct Idea {
     /// topic replaces an older one still open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// What acting on it would do, `{kind, …}`, for the owner to accept or edit; policy
+    /// decides whether and how it may run.
+    pub action: serde_json::Value,
+}
+
+/// Acting means noting it in memory ("done: call the plumber").
+pub(crate) fn note(text: String) -> serde_json::Value {
+    serde_json::json!({"kind": "note", "text": text})
+}
+
+/// Acting means answering where the signal came from; the words are the owner's to write.
+fn reply_to(signal: &Signal) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "message",
+        "target": {
+            "channel": signal.source.as_str(),
+            "conversation": signal.conversation.as_ref().map(|c| c.id.clone()),
+            "reply_to": signal.external_id.clone(),
+        },
+        "text": "",
+    })
 }
 
 const REMINDER_TRIGGERS: &[&[&str]] = &[
@@ -80,7 +103,7 @@ fn by_owner_account(signal: &Signal) -> bool {
 }
 
 /// The owner's own words: their account on a channel, or typed at their own shell.
-fn from_owner(signal: &Signal) -> bool {
+pub(crate) fn from_owner(signal: &Signal) -> bool {
     by_owner_account(signal) || (signal.actor.is_none() && signal.trust == Trust::Trusted)
 }
 
@@ -167,6 +190,7 @@ pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
             confidence: if due.is_some() { 0.9 } else { 0.6 },
             key: format!("reminder:{}", signal.id),
             topic: None,
+            action: note(format!("Done: {task}")),
         });
     }
     ideas
@@ -208,9 +232,11 @@ pub fn promises(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
             .and_then(|c| c.title.clone())
             .unwrap_or_else(|| conversation.unwrap_or("someone").to_owned());
         let overdue = found.at <= ctx.now;
+        let title = format!("You promised {to}: {what}");
         ideas.push(Idea {
             kind: IdeaKind::Promise,
-            title: format!("You promised {to}: {what}"),
+            action: serde_json::json!({"kind": "reminder", "text": title, "at": found.at}),
+            title,
             why_now: if overdue {
                 format!("it was due {} and nothing says it was done", local(found.at, ctx.timezone))
             } else {
@@ -304,6 +330,7 @@ fn open_questions(signals: &[Signal], ctx: &Context) -> (Vec<Idea>, Option<DateT
             confidence: if signal.text.contains('?') { 0.75 } else { 0.6 },
             key: format!("question:{}", signal.id),
             topic: Some(format!("conversation:{}:{conversation}", signal.source)),
+            action: reply_to(signal),
         });
     }
     (ideas, next)
@@ -369,6 +396,7 @@ pub fn unreplied_mail(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
             confidence: 0.7,
             key: format!("mail:{}", s.id),
             topic: Some(format!("conversation:{}:{t}", s.source)),
+            action: reply_to(s),
         });
     }
     ideas
@@ -385,9 +413,11 @@ pub fn watched(signals: &[Signal], memories: &[crate::memory::Memory], _ctx: &Co
                 continue;
             }
             let who = s.actor.as_ref().map_or("someone".to_owned(), |a| a.name.clone().unwrap_or_else(|| a.id.clone()));
+            let title = format!("Watched: {} — {who}: “{}”", memory.content, excerpt(&s.text));
             ideas.push(Idea {
                 kind: IdeaKind::WatchItem,
-                title: format!("Watched: {} — {who}: “{}”", memory.content, excerpt(&s.text)),
+                action: note(title.clone()),
+                title,
                 why_now: format!("you asked to watch for “{}”, and {who} just wrote about it", memory.content),
                 due: None,
                 evidence: vec![s.id],

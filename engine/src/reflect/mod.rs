@@ -1,8 +1,9 @@
 //! Reflection: evidence → ideas → critique → decision. The deterministic reflector's
-//! detectors (`detect`), the reading of time expressions they rely on (`when`), and one
+//! detectors (`detect`, and `habits` for weekly recurring tasks), the reading of time expressions they rely on (`when`), and one
 //! run's critique, decision and artifacts (`run`).
 
 pub mod detect;
+pub mod habits;
 pub mod run;
 pub mod when;
 

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use loopgate_policies::{ActionView, Effect, Policy, Risk};
+
 use super::detect::{self, Context, Idea};
+use super::habits;
 use crate::learning::decayed;
 use crate::memory::{Memory, MemoryKind};
 use crate::signal::Signal;
@@ -22,13 +25,17 @@ pub const THIN_EVIDENCE: f64 = 0.5;
 pub const MAX_RECOMMENDATIONS: usize = 5;
 
 /// What a reflection looked at.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Evidence {
     pub signals: Vec<Signal>,
     /// Memories that can change the verdict (ignored noise, constraints, open loops).
     pub memories: Vec<Memory>,
     /// Keys of ideas already live as suggestions (or decided), which are not raised again.
     pub live_keys: HashSet<String>,
+    /// The owner's own signals of the past weeks, where weekly habits show.
+    pub history: Vec<Signal>,
+    /// Keys of ideas about habits the owner told loopgate to forget.
+    pub forgotten_keys: HashSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +44,13 @@ pub enum Verdict {
     Keep,
     /// Already suggested and still live.
     Duplicate,
+    /// About a habit the owner asked loopgate to forget.
+    Forgotten,
+    /// The owner's policy would never let its action run: suggesting it would only
+    /// offer a button that cannot work.
+    Denied {
+        reason: String,
+    },
     /// The owner dismissed things like this before.
     IgnoredNoise {
         memory_id: i64,
@@ -59,6 +73,11 @@ pub struct Critique {
     pub verdict: Verdict,
     /// Confidence weighted by learned weights and resembling noise; what ranks kept ideas.
     pub score: f64,
+    /// The risk class of the idea's action, by policy.
+    pub risk: Risk,
+    /// What policy would say if the owner acted on it: `allow` runs at once, `ask` waits
+    /// for an approval, `deny` never runs.
+    pub policy: Effect,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,6 +95,7 @@ pub fn ideas(evidence: &Evidence, ctx: &Context) -> Vec<Idea> {
     ideas.extend(detect::unanswered_questions(&evidence.signals, ctx));
     ideas.extend(detect::unreplied_mail(&evidence.signals, ctx));
     ideas.extend(detect::watched(&evidence.signals, &evidence.memories, ctx));
+    ideas.extend(habits::recurring(&evidence.history, ctx));
     ideas
 }
 
@@ -87,12 +107,28 @@ pub struct Judging<'a> {
     pub room: usize,
     /// For the age of ignored-noise memories, which fade like learned weights.
     pub now: DateTime<Utc>,
+    /// The owner's action rules, which classify each idea's risk and drop what they deny.
+    pub policy: &'a Policy,
 }
 
+static NO_RULES: Policy = Policy::empty();
+
 impl Judging<'_> {
-    /// Confidence alone, room for a full run.
+    /// Confidence alone, the default policy, room for a full run.
     pub fn plain(now: DateTime<Utc>) -> Judging<'static> {
-        Judging { score: &|idea: &Idea| idea.confidence, room: MAX_RECOMMENDATIONS, now }
+        Judging { score: &|idea: &Idea| idea.confidence, room: MAX_RECOMMENDATIONS, now, policy: &NO_RULES }
+    }
+}
+
+/// Policy's view of an idea's action; an action policy cannot read is denied, never
+/// guessed at.
+fn assess(policy: &Policy, action: &serde_json::Value) -> (Risk, Effect, String) {
+    match ActionView::of(action) {
+        Ok(view) => {
+            let assessment = policy.assess(&view);
+            (assessment.risk, assessment.effect, assessment.reason)
+        }
+        Err(error) => (Risk::High, Effect::Deny, error.to_string()),
     }
 }
 
@@ -120,8 +156,13 @@ pub fn judge(ideas: Vec<Idea>, evidence: &Evidence, judging: &Judging) -> Though
             let learned = (judging.score)(idea);
             let (factor, strongest) = noise_factor(&noise, &idea.title);
             let score = round(learned * factor);
+            let (risk, policy, reason) = assess(judging.policy, &idea.action);
             let verdict = if evidence.live_keys.contains(&idea.key) || !seen.insert(idea.key.clone()) {
                 Verdict::Duplicate
+            } else if evidence.forgotten_keys.contains(&idea.key) {
+                Verdict::Forgotten
+            } else if policy == Effect::Deny {
+                Verdict::Denied { reason }
             } else if idea.confidence < THIN_EVIDENCE {
                 Verdict::ThinEvidence
             } else if score < THIN_EVIDENCE {
@@ -132,7 +173,7 @@ pub fn judge(ideas: Vec<Idea>, evidence: &Evidence, judging: &Judging) -> Though
             } else {
                 Verdict::Keep
             };
-            Critique { key: idea.key.clone(), verdict, score }
+            Critique { key: idea.key.clone(), verdict, score, risk, policy }
         })
         .collect();
 
@@ -156,9 +197,9 @@ pub fn judge(ideas: Vec<Idea>, evidence: &Evidence, judging: &Judging) -> Though
 }
 
 impl Thought {
-    /// The score critique gave an idea.
-    pub fn score_of(&self, key: &str) -> Option<f64> {
-        self.critique.iter().find(|c| c.key == key).map(|c| c.score)
+    /// What critique said of an idea.
+    pub fn critique_of(&self, key: &str) -> Option<&Critique> {
+        self.critique.iter().find(|c| c.key == key)
     }
 }
 
@@ -320,6 +361,7 @@ mod tests {
             ],
             memories: vec![noise(9, "newsletter digest")],
             live_keys: HashSet::from(["promise:3".to_owned()]),
+            ..Evidence::default()
         }
     }
 
@@ -349,10 +391,11 @@ mod tests {
             confidence,
             key: key.into(),
             topic: None,
+            action: serde_json::json!({"kind": "note", "text": key}),
         };
         let mut ideas = vec![idea("thin", 0.3)];
         ideas.extend((0..7).map(|n| idea(&format!("k{n}"), 0.6 + n as f64 / 100.0)));
-        let ev = Evidence { signals: vec![], memories: vec![], live_keys: HashSet::new() };
+        let ev = Evidence::default();
         let thought = judge(ideas, &ev, &Judging::plain(ctx().now));
         assert_eq!(thought.critique[0].verdict, Verdict::ThinEvidence);
         assert_eq!(thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["k6", "k5", "k4", "k3", "k2"]);
@@ -368,15 +411,51 @@ mod tests {
             detect::IdeaKind::Reminder => idea.confidence * 0.4,
             _ => (idea.confidence * 1.3).min(1.0),
         };
-        let judging = Judging { score: &score, room: 5, now: ctx().now };
+        let judging = Judging { score: &score, room: 5, now: ctx().now, policy: &Policy::empty() };
         let thought = think(&evidence(), &ctx(), &judging);
         assert_eq!(thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["question:2"]);
         let verdict = |key: &str| thought.critique.iter().find(|c| c.key == key).unwrap().verdict.clone();
         assert_eq!(verdict("reminder:1"), Verdict::Unwanted { score: 0.36 });
         // Room for one: the best is kept, the next waits.
-        let thought = think(&evidence(), &ctx(), &Judging { score: &|i: &Idea| i.confidence, room: 1, now: ctx().now });
+        let one = Judging { score: &|i: &Idea| i.confidence, room: 1, now: ctx().now, policy: &Policy::empty() };
+        let thought = think(&evidence(), &ctx(), &one);
         assert_eq!(thought.decision.len(), 1);
         assert_eq!(thought.critique.iter().filter(|c| c.verdict == Verdict::NoRoom).count(), 2);
+    }
+
+    #[test]
+    fn policy_classifies_each_ideas_risk_and_drops_what_it_denies() {
+        let thought = think(&evidence(), &ctx(), &Judging::plain(ctx().now));
+        let critique = |thought: &Thought, key: &str| thought.critique.iter().find(|c| c.key == key).unwrap().clone();
+        // A reply to Dana leaves the machine: medium risk, and it would ask first.
+        let question = critique(&thought, "question:2");
+        assert_eq!((question.risk, question.policy, question.verdict), (Risk::Medium, Effect::Ask, Verdict::Keep));
+        let reminder = critique(&thought, "reminder:1");
+        assert_eq!((reminder.risk, reminder.policy), (Risk::Low, Effect::Allow));
+
+        // The owner never wants loopgate to message anyone on Telegram.
+        let rules = Policy::new(vec![loopgate_policies::Rule {
+            effect: Effect::Deny,
+            kind: Some(loopgate_policies::ActionKind::Message),
+            target: Some("telegram:*".into()),
+            min_risk: None,
+        }]);
+        let judging = Judging { policy: &rules, ..Judging::plain(ctx().now) };
+        let thought = think(&evidence(), &ctx(), &judging);
+        let question = critique(&thought, "question:2");
+        assert_eq!(question.verdict, Verdict::Denied { reason: "rule 1 (deny, kind message, target telegram:*)".into() });
+        assert!(thought.decision.iter().all(|i| i.key != "question:2"));
+        assert!(thought.decision.iter().any(|i| i.key == "reminder:1"), "the rest is still raised");
+        let line = serde_json::to_value(&question).unwrap();
+        assert_eq!((line["verdict"].as_str(), line["risk"].as_str(), line["policy"].as_str()), (Some("denied"), Some("medium"), Some("deny")));
+
+        // An action nobody can read is never offered.
+        let mut odd = thought.ideas[0].clone();
+        odd.key = "odd".into();
+        odd.action = serde_json::json!({"kind": "shell", "text": "rm -rf /"});
+        let thought = judge(vec![odd], &evidence(), &Judging::plain(ctx().now));
+        assert!(matches!(thought.critique[0].verdict, Verdict::Denied { .. }));
+        assert_eq!(thought.critique[0].risk, Risk::High);
     }
 
     #[test]

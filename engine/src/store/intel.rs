@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
+use loopgate_policies::{Effect, Risk};
 use serde::Serialize;
 use sqlx::{Acquire, Connection};
 
@@ -37,6 +38,9 @@ pub struct NewSuggestion {
     pub state: SuggestionState,
     pub due_at: Option<i64>,
     pub expires_at: i64,
+    /// The action's risk class and what policy said of it when it was raised.
+    pub risk: Risk,
+    pub policy: Effect,
 }
 
 /// One reflection run as indexed in the database.

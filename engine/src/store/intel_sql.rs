@@ -2,13 +2,15 @@
 //! state, reflection runs, learned weights), written once and compiled per backend like
 //! `sql.rs`: `QueryBuilder` writes `?` or `$n` placeholders as the backend wants.
 
+use loopgate_policies::{Effect, Risk};
+
 use crate::clock::from_millis;
 use crate::learning::{Dimension, StoredWeight};
 use crate::suggestion::{Decision, Suggestion, SuggestionState, Surface};
 
 pub(crate) const SUGGESTION_COLUMNS: &str = "id, idea_key, topic, run_id, title, why_now, evidence, confidence, \
      score, action, class, source, state, due_at, created_at, updated_at, expires_at, snoozed_until, surfaced_at, \
-     revision, decided_at, decided_by, decided_via, edited_action";
+     revision, decided_at, decided_by, decided_via, edited_action, risk, policy";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SuggestionRow {
@@ -37,6 +39,8 @@ pub(crate) struct SuggestionRow {
     decided_by: Option<String>,
     decided_via: Option<String>,
     edited_action: Option<String>,
+    risk: String,
+    policy: String,
 }
 
 impl SuggestionRow {
@@ -51,6 +55,8 @@ impl SuggestionRow {
             evidence: serde_json::from_str(&self.evidence).map_err(|_| corrupt("evidence"))?,
             action: serde_json::from_str(&self.action).map_err(|_| corrupt("action"))?,
             state: SuggestionState::parse(&self.state).ok_or_else(|| corrupt("state"))?,
+            risk: Risk::parse(&self.risk).ok_or_else(|| corrupt("risk"))?,
+            policy: Effect::parse(&self.policy).ok_or_else(|| corrupt("policy"))?,
             edited_action: self
                 .edited_action
                 .as_deref()
@@ -260,7 +266,7 @@ macro_rules! intel_sql {
             ) -> Result<Option<i64>, sqlx::Error> {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO suggestions (idea_key, topic, run_id, title, why_now, evidence, confidence, score, \
-                     action, class, source, state, due_at, created_at, updated_at, expires_at) VALUES (",
+                     action, class, source, state, due_at, created_at, updated_at, expires_at, risk, policy) VALUES (",
                 );
                 let mut v = q.separated(", ");
                 v.push_bind(s.key.clone())
@@ -278,7 +284,9 @@ macro_rules! intel_sql {
                     .push_bind(s.due_at)
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(s.expires_at);
+                    .push_bind(s.expires_at)
+                    .push_bind(s.risk.as_str())
+                    .push_bind(s.policy.as_str());
                 q.push(") ON CONFLICT (idea_key) DO NOTHING RETURNING id");
                 q.build_query_scalar().fetch_optional(&mut *conn).await
             }

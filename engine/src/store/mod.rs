@@ -162,12 +162,14 @@ pub struct SignalQuery {
     pub source: Option<Source>,
     /// Only signals written or merged after this cursor, oldest first.
     pub after_seq: Option<i64>,
+    /// Only signals from one of the owner's own accounts.
+    pub owner_only: bool,
     pub limit: u32,
 }
 
 impl Default for SignalQuery {
     fn default() -> SignalQuery {
-        SignalQuery { since: None, source: None, after_seq: None, limit: 100 }
+        SignalQuery { since: None, source: None, after_seq: None, owner_only: false, limit: 100 }
     }
 }
 
@@ -434,7 +436,8 @@ fn sqlite_migrator() -> Migrator {
         [
             (1, "signal ledger", "0001_signal_ledger.sql"),
             (2, "memory", "0002_memory.sql"),
-            (3, "intelligence", "0003_intelligence.sql")
+            (3, "intelligence", "0003_intelligence.sql"),
+            (4, "policy and habits", "0004_policy_and_habits.sql")
         ]
     )
 }
@@ -445,7 +448,8 @@ fn postgres_migrator() -> Migrator {
         [
             (1, "signal ledger", "0001_signal_ledger.sql"),
             (2, "memory", "0002_memory.sql"),
-            (3, "intelligence", "0003_intelligence.sql")
+            (3, "intelligence", "0003_intelligence.sql"),
+            (4, "policy and habits", "0004_policy_and_habits.sql")
         ]
     )
 }

@@ -1,7 +1,7 @@
 //! The ledger's SQL, written once and compiled for each backend.
 //!
-//! The statements are the same on SQLite and PostgreSQL but for two words (how to take
-//! the larger of two values, and where `seq` comes from), so a macro instantiates this
+//! The statements are the same on SQLite and PostgreSQL but for a few words (how to take
+//! the larger of two values, where `seq` comes from, how a boolean is tested), so a macro instantiates this
 //! module per backend instead of a generic function whose trait bounds would be longer
 //! than the code.
 
@@ -27,6 +27,8 @@ macro_rules! backend_sql {
         // table's maximum plus the position is unique even with a second process writing;
         // PostgreSQL has a sequence. Either way no extra statement is needed.
         seq_expr = $seq_expr:literal;
+        // "Sent from one of the owner's accounts", as the partial index spells it.
+        owner_signal = $owner_signal:literal;
     ) => {
         pub(crate) mod $module {
             use sqlx::{QueryBuilder, Row as _};
@@ -180,6 +182,10 @@ macro_rules! backend_sql {
                 if let Some(after) = query.after_seq {
                     sql.push(" AND seq > ").push_bind(after);
                 }
+                if query.owner_only {
+                    // Spelled as the partial index `signals_owner_seq` is, so it is used.
+                    sql.push(concat!(" AND ", $owner_signal));
+                }
                 // seq rises with every write, so descending seq is newest last-seen first.
                 if query.after_seq.is_some() {
                     sql.push(" ORDER BY seq ASC");
@@ -204,6 +210,7 @@ backend_sql! {
     db = sqlx::Sqlite;
     greatest = "max";
     seq_expr = "(SELECT COALESCE(MAX(seq), 0) FROM signals) + ";
+    owner_signal = "actor_is_owner = 1";
 }
 
 backend_sql! {
@@ -211,4 +218,5 @@ backend_sql! {
     db = sqlx::Postgres;
     greatest = "GREATEST";
     seq_expr = "nextval('signal_seq') + 0 * ";
+    owner_signal = "actor_is_owner";
 }

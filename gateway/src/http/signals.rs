@@ -187,7 +187,7 @@ pub async fn list(
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
     }
-    let query = SignalQuery { since, source, after_seq: params.after_seq, limit };
+    let query = SignalQuery { since, source, after_seq: params.after_seq, owner_only: false, limit };
     let signals: Vec<Signal> = state.store.list_signals(&query).await?;
     Ok(Json(json!({"signals": signals})))
 }
