@@ -17,9 +17,9 @@ use loopgate_policies::Policy;
 
 use crate::heartbeat::{self, Outcome, Pending, Rules};
 use crate::learning::Weights;
-use crate::memory::{MemoryCandidate, MemoryKind, Origin, RememberOutcome, Rejection};
-use crate::reflect::habits;
+use crate::memory::{MemoryCandidate, MemoryKind, Origin, Rejection, RememberOutcome};
 use crate::reflect::detect::{self, Context, Idea, IdeaKind};
+use crate::reflect::habits;
 use crate::reflect::run::{self, Critique, Evidence, Judging};
 use crate::signal::Signal;
 use crate::store::{HeartbeatRecord, MemoryQuery, NewSuggestion, RunRecord, SignalQuery, Store, StoreError, Upkeep};
@@ -405,15 +405,21 @@ impl Intelligence {
         Ok(forgotten)
     }
 
-    fn suggestion_from(&self, idea: &Idea, evidence: &Evidence, critique: &Critique, now: DateTime<Utc>) -> NewSuggestion {
+    fn suggestion_from(
+        &self,
+        idea: &Idea,
+        evidence: &Evidence,
+        critique: &Critique,
+        now: DateTime<Utc>,
+    ) -> NewSuggestion {
         let by_id = |id| evidence.signals.iter().find(|s| s.id == id);
         let lines = idea
             .evidence
             .iter()
             .map(|id| EvidenceLine { signal_id: *id, summary: by_id(*id).map(summary).unwrap_or_default() })
             .collect();
-        let scheduled = matches!(idea.kind, IdeaKind::Reminder | IdeaKind::RecurringTask)
-            && idea.due.is_some_and(|due| due > now);
+        let scheduled =
+            matches!(idea.kind, IdeaKind::Reminder | IdeaKind::RecurringTask) && idea.due.is_some_and(|due| due > now);
         let shown_at = if scheduled { idea.due.unwrap_or(now) } else { now };
         NewSuggestion {
             key: idea.key.clone(),

@@ -667,6 +667,7 @@ pub struct Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loopgate_policies::{ActionKind, Effect};
 
     fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
         let path = dir.path().join("loopgate.toml");
@@ -775,6 +776,7 @@ mod tests {
         config.heartbeat.interval = ConfigDuration(Duration::from_millis(10));
         config.heartbeat.actionable_threshold = 0;
         config.suggestions.max_active = 0;
+        config.policy.rules = vec![Rule { effect: Effect::Deny, kind: None, target: Some(" ".into()), min_risk: None }];
         let ConfigError::Invalid(problems) = config.resolve(&no_env).unwrap_err() else { panic!() };
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
@@ -787,10 +789,33 @@ mod tests {
                 "signals.retention.message",
                 "heartbeat.interval",
                 "heartbeat.actionable_threshold",
+                "policy.rules[0].target",
                 "suggestions.max_active"
             ]
         );
         assert!(problems.iter().all(|p| !p.fix.is_empty()));
+    }
+
+    #[test]
+    fn policy_rules_are_read_checked_and_given_to_the_engine() {
+        let text = "[[policy.rules]]\neffect = \"deny\"\nkind = \"command\"\n\n\
+                    [[policy.rules]]\neffect = \"allow\"\nkind = \"message\"\ntarget = \"telegram:*\"\n";
+        let config = load(text, &[]).unwrap();
+        let settings = config.resolve(&no_env).unwrap();
+        let rules = settings.intelligence.policy.rules();
+        assert_eq!(rules.len(), 2);
+        assert_eq!((rules[0].effect, rules[0].kind), (Effect::Deny, Some(ActionKind::Command)));
+        assert_eq!(rules[1].target.as_deref(), Some("telegram:*"));
+
+        for (bad, named) in [
+            ("[[policy.rules]]\neffect = \"maybe\"\n", "maybe"),
+            ("[[policy.rules]]\neffect = \"deny\"\nkind = \"shell\"\n", "shell"),
+            ("[[policy.rules]]\neffect = \"deny\"\ntargets = \"x\"\n", "targets"),
+            ("[[policy.rules]]\neffect = \"ask\"\nmin_risk = \"extreme\"\n", "extreme"),
+        ] {
+            let err = load(bad, &[]).unwrap_err().to_string();
+            assert!(err.contains(named), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -325,7 +325,11 @@ mod tests {
         let cases = [
             (json!({"kind": "note", "text": "x"}), Effect::Allow, Risk::Low),
             (json!({"kind": "reminder", "text": "x"}), Effect::Allow, Risk::Low),
-            (json!({"kind": "message", "target": {"channel": "telegram", "conversation": "1"}}), Effect::Ask, Risk::Medium),
+            (
+                json!({"kind": "message", "target": {"channel": "telegram", "conversation": "1"}}),
+                Effect::Ask,
+                Risk::Medium,
+            ),
             (json!({"kind": "workflow", "workflow": "w"}), Effect::Ask, Risk::Medium),
             (json!({"kind": "webhook", "endpoint": "deploy"}), Effect::Ask, Risk::High),
             (json!({"kind": "command", "command": "backup"}), Effect::Ask, Risk::High),
@@ -410,7 +414,8 @@ mod tests {
         for risk in [Risk::Low, Risk::Medium, Risk::High] {
             assert_eq!(Risk::parse(risk.as_str()), Some(risk));
         }
-        let parsed: Rule = serde_json::from_value(json!({"effect": "deny", "kind": "command", "min_risk": "high"})).unwrap();
+        let parsed: Rule =
+            serde_json::from_value(json!({"effect": "deny", "kind": "command", "min_risk": "high"})).unwrap();
         assert_eq!(parsed, rule(Effect::Deny, Some(ActionKind::Command), None, Some(Risk::High)));
         assert!(serde_json::from_value::<Rule>(json!({"effect": "deny", "kinds": "command"})).is_err());
     }

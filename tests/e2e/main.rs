@@ -3,6 +3,7 @@
 //! signals, CLI exit codes).
 
 mod cli;
+mod habits_and_policy;
 mod helpers;
 mod intelligence;
 mod memory_api;

@@ -155,6 +155,16 @@ pub fn excerpt(text: &str) -> String {
     }
 }
 
+/// Where a request to be reminded starts, and how many words its trigger has.
+fn reminder_trigger(lower: &[String]) -> Option<(usize, usize)> {
+    REMINDER_TRIGGERS.iter().find_map(|t| find_phrase(lower, t).map(|i| (i, t.len())))
+}
+
+/// Whether the text asks loopgate for a reminder (a request to loopgate, not a task done).
+pub(crate) fn asks_for_reminder(text: &str) -> bool {
+    reminder_trigger(&when::words(text)).is_some()
+}
+
 /// "remind me to call the plumber tomorrow at 9", "can you remind me about the dentist on
 /// Friday", "don't let me forget to water the plants tonight", "note to self: renew passport".
 pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
@@ -162,10 +172,7 @@ pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
     for signal in signals.iter().filter(|s| from_owner(s)) {
         let lower = when::words(&signal.text);
         let original = original_words(&signal.text);
-        let Some((at, trigger)) = REMINDER_TRIGGERS.iter().find_map(|t| find_phrase(&lower, t).map(|i| (i, t.len())))
-        else {
-            continue;
-        };
+        let Some((at, trigger)) = reminder_trigger(&lower) else { continue };
         let found = when::find(&signal.text, signal.occurred_at, ctx.timezone);
         // "remind me in 2 hours" means two hours after it was said, not after now.
         let time = found.as_ref().map(|w| w.words);

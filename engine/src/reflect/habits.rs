@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc, Weekday};
 
-use super::detect::{Context, Idea, IdeaKind, content_words, excerpt, from_owner, humanize, note};
+use super::detect::{Context, Idea, IdeaKind, asks_for_reminder, content_words, excerpt, from_owner, humanize, note};
 use crate::signal::{Signal, SignalId, Trust};
 
 /// Weeks (of the ones looked at) the owner must have done it in.
@@ -41,7 +41,8 @@ pub struct Habit {
     pub weekday: Weekday,
     /// Minutes after local midnight, the members' median rounded to a quarter hour.
     pub minute: u32,
-    /// Words most of its occurrences share, in the order the latest one uses them.
+    /// Words most of its occurrences share, in the order the oldest one uses them (which
+    /// changes least from week to week, so the statement memory keeps stays the same).
     pub words: Vec<String>,
     /// Distinct weeks it was done in.
     pub weeks: usize,
@@ -72,10 +73,13 @@ pub fn habits(history: &[Signal], ctx: &Context) -> Vec<Habit> {
     struct Cluster<'a> {
         weekday: Weekday,
         minutes: Vec<i64>,
+        /// The median of `minutes`, kept so matching a signal does not sort them again.
+        usual: i64,
         words: HashSet<String>,
         members: Vec<&'a Signal>,
     }
-    let mut own: Vec<&Signal> = history.iter().filter(|s| from_owner(s)).collect();
+    // Asking loopgate for a reminder is not doing the task, however regularly it is asked.
+    let mut own: Vec<&Signal> = history.iter().filter(|s| from_owner(s) && !asks_for_reminder(&s.text)).collect();
     own.sort_by_key(|s| s.occurred_at);
     let mut clusters: Vec<Cluster> = Vec::new();
     for signal in own {
@@ -86,19 +90,19 @@ pub fn habits(history: &[Signal], ctx: &Context) -> Vec<Habit> {
         let local = signal.occurred_at.with_timezone(&ctx.timezone);
         let minute = i64::from(local.hour() * 60 + local.minute());
         let found = clusters.iter_mut().find(|c| {
-            c.weekday == local.weekday()
-                && (median(&c.minutes) - minute).abs() <= TIME_WINDOW_MINUTES
-                && alike(&c.words, &words)
+            c.weekday == local.weekday() && (c.usual - minute).abs() <= TIME_WINDOW_MINUTES && alike(&c.words, &words)
         });
         match found {
             Some(cluster) => {
                 cluster.minutes.push(minute);
+                cluster.usual = median(&cluster.minutes);
                 cluster.words = words;
                 cluster.members.push(signal);
             }
             None => clusters.push(Cluster {
                 weekday: local.weekday(),
                 minutes: vec![minute],
+                usual: minute,
                 words,
                 members: vec![signal],
             }),
@@ -119,7 +123,7 @@ pub fn habits(history: &[Signal], ctx: &Context) -> Vec<Habit> {
         if weeks.len() < MIN_WEEKS || ctx.now - latest.occurred_at > Duration::days(STALE_DAYS) {
             continue;
         }
-        let quarter = (median(&cluster.minutes) + 7) / 15 * 15;
+        let quarter = (cluster.usual + 7) / 15 * 15;
         found.push(Habit {
             weekday: cluster.weekday,
             minute: quarter.clamp(0, 24 * 60 - 15) as u32,
@@ -145,13 +149,12 @@ pub fn recurring(history: &[Signal], ctx: &Context) -> Vec<Idea> {
 
 fn turn_due(habit: &Habit, history: &[Signal], ctx: &Context) -> Option<Idea> {
     let today = ctx.now.with_timezone(&ctx.timezone).date_naive();
-    let (date, at) = [today, today.succ_opt()?].into_iter().filter(|d| d.weekday() == habit.weekday).find_map(
-        |date| {
+    let (date, at) =
+        [today, today.succ_opt()?].into_iter().filter(|d| d.weekday() == habit.weekday).find_map(|date| {
             let at = at_local(date, habit.minute, ctx)?;
             (at + Duration::hours(GRACE_HOURS) >= ctx.now && at - Duration::hours(LEAD) <= ctx.now)
                 .then_some((date, at))
-        },
-    )?;
+        })?;
     let signature: HashSet<String> = habit.words.iter().cloned().collect();
     let done = history.iter().filter(|s| from_owner(s)).any(|s| {
         s.occurred_at.with_timezone(&ctx.timezone).date_naive() == date && alike(&signature, &topic_words(&s.text))
@@ -162,7 +165,11 @@ fn turn_due(habit: &Habit, history: &[Signal], ctx: &Context) -> Option<Idea> {
     let task = excerpt(&habit.latest_text);
     let day = day_name(habit.weekday);
     let when = if at > ctx.now {
-        format!("; next is {} (in {})", at.with_timezone(&ctx.timezone).format("%a %-d %b %H:%M"), humanize(at - ctx.now))
+        format!(
+            "; next is {} (in {})",
+            at.with_timezone(&ctx.timezone).format("%a %-d %b %H:%M"),
+            humanize(at - ctx.now)
+        )
     } else {
         ", and not yet today".to_owned()
     };
@@ -212,12 +219,12 @@ fn median(values: &[i64]) -> i64 {
     sorted[sorted.len() / 2]
 }
 
-/// Words at least half the occurrences use, in the order the latest uses them.
+/// Words at least half the occurrences use, in the order the oldest uses them.
 fn shared_words(members: &[&Signal]) -> Vec<String> {
     let sets: Vec<HashSet<String>> = members.iter().map(|s| topic_words(&s.text)).collect();
-    let latest = members.last().expect("a cluster has a member");
+    let oldest = members.first().expect("a cluster has a member");
     let mut seen = HashSet::new();
-    latest
+    oldest
         .text
         .split(|c: char| !c.is_alphanumeric())
         .map(str::to_lowercase)
@@ -273,6 +280,10 @@ mod tests {
             // Noise around it: other days, other words.
             own(4, 13, 11, 0, "lunch at noon?"),
             own(5, 7, 16, 0, "weekly report attached"),
+            // Asking for a reminder at the same time each week is not doing the task.
+            own(6, 21, 11, 0, "remind me to water the office plants"),
+            own(7, 14, 11, 0, "remind me to water the office plants"),
+            own(8, 7, 11, 0, "remind me to water the office plants"),
         ]
     }
 
@@ -287,7 +298,11 @@ mod tests {
         let idea = &ideas[0];
         assert_eq!(idea.kind, IdeaKind::RecurringTask);
         assert_eq!(idea.title, "Weekly: Here is the weekly report, numbers attached");
-        assert_eq!(local(idea.due.unwrap()), "Wed 18 10:30", "shown half an hour before 11:00 (the median, 11:05, to the quarter)");
+        assert_eq!(
+            local(idea.due.unwrap()),
+            "Wed 18 10:30",
+            "shown half an hour before 11:00 (the median, 11:05, to the quarter)"
+        );
         assert_eq!(idea.evidence, [3, 2, 1]);
         assert!(idea.why_now.contains("3 Wednesdays") && idea.why_now.contains("around 11:00"), "{}", idea.why_now);
         assert_eq!(idea.topic.as_deref(), Some("recurring:wednesday:11:00"));
@@ -295,7 +310,7 @@ mod tests {
         assert!((idea.confidence - 0.76).abs() < 1e-9);
 
         let habit = &habits(&weekly_report(), &ctx())[0];
-        assert_eq!(habit.statement(), "Every Wednesday around 11:00: weekly report numbers attached");
+        assert_eq!(habit.statement(), "Every Wednesday around 11:00: weekly report attached numbers");
         assert_eq!(habit.weeks, 3);
     }
 

@@ -443,11 +443,17 @@ mod tests {
         let judging = Judging { policy: &rules, ..Judging::plain(ctx().now) };
         let thought = think(&evidence(), &ctx(), &judging);
         let question = critique(&thought, "question:2");
-        assert_eq!(question.verdict, Verdict::Denied { reason: "rule 1 (deny, kind message, target telegram:*)".into() });
+        assert_eq!(
+            question.verdict,
+            Verdict::Denied { reason: "rule 1 (deny, kind message, target telegram:*)".into() }
+        );
         assert!(thought.decision.iter().all(|i| i.key != "question:2"));
         assert!(thought.decision.iter().any(|i| i.key == "reminder:1"), "the rest is still raised");
         let line = serde_json::to_value(&question).unwrap();
-        assert_eq!((line["verdict"].as_str(), line["risk"].as_str(), line["policy"].as_str()), (Some("denied"), Some("medium"), Some("deny")));
+        assert_eq!(
+            (line["verdict"].as_str(), line["risk"].as_str(), line["policy"].as_str()),
+            (Some("denied"), Some("medium"), Some("deny"))
+        );
 
         // An action nobody can read is never offered.
         let mut odd = thought.ideas[0].clone();
