@@ -343,17 +343,7 @@ impl Intelligence {
         let dispatch = Dispatch::new(&shown, upkeep);
         let next_followup = detect::next_question_ripens(&evidence.signals, &ctx);
 
-        let dir = settings.data_dir.clone();
-        let artifacts = (run_id.to_owned(), evidence.clone(), thought.clone(), dispatch.clone());
-        tokio::task::spawn_blocking(move || {
-            let (run_id, evidence, thought, dispatch) = artifacts;
-            run::write_artifacts(&dir, &run_id, now, &evidence, &thought, &dispatch)
-        })
-        .await
-        .context("writing artifacts")?
-        .context("writing artifacts")?;
-
-        Ok(Reflected {
+        let reflected = Reflected {
             signals: evidence.signals.len(),
             ideas: thought.ideas.len(),
             kept: thought.decision.len(),
@@ -366,7 +356,14 @@ impl Intelligence {
             }),
             created,
             next_followup,
-        })
+        };
+        let dir = settings.data_dir.clone();
+        let run_id = run_id.to_owned();
+        tokio::task::spawn_blocking(move || run::write_artifacts(&dir, &run_id, now, &evidence, &thought, &dispatch))
+            .await
+            .context("writing artifacts")?
+            .context("writing artifacts")?;
+        Ok(reflected)
     }
 
     /// Keeps each weekly habit about to be raised as a `recurring_task` memory (once per
@@ -412,11 +409,10 @@ impl Intelligence {
         critique: &Critique,
         now: DateTime<Utc>,
     ) -> NewSuggestion {
-        let by_id = |id| evidence.signals.iter().find(|s| s.id == id);
         let lines = idea
             .evidence
             .iter()
-            .map(|id| EvidenceLine { signal_id: *id, summary: by_id(*id).map(summary).unwrap_or_default() })
+            .map(|id| EvidenceLine { signal_id: *id, summary: evidence.signal(*id).map(summary).unwrap_or_default() })
             .collect();
         let scheduled =
             matches!(idea.kind, IdeaKind::Reminder | IdeaKind::RecurringTask) && idea.due.is_some_and(|due| due > now);
@@ -553,10 +549,7 @@ pub fn class_of(kind: IdeaKind) -> &'static str {
 
 /// The channel the idea's first signal came from ("api" when there is none).
 fn source_of<'a>(idea: &Idea, evidence: &'a Evidence) -> &'a str {
-    idea.evidence
-        .first()
-        .and_then(|id| evidence.signals.iter().find(|s| s.id == *id))
-        .map_or("api", |s| s.source.as_str())
+    idea.evidence.first().and_then(|id| evidence.signal(*id)).map_or("api", |s| s.source.as_str())
 }
 
 /// "Dana on telegram: “Can you review the budget draft?”"

@@ -18,6 +18,7 @@ use loopgate_engine::{
     Actor, Conversation, MemoryCandidate, MemoryKind, MemoryQuery, NewSignal, RememberOutcome, SignalKind, Source,
     Store, SystemClock, Trust, Urgency,
 };
+use loopgate_policies::Effect;
 
 use crate::answer::{self, AnswerParts};
 use crate::app::{Application, redact_url, shutdown_signal};
@@ -370,6 +371,12 @@ async fn run_suggestions(intel: &Intelligence, command: SuggestionsCommand) -> a
                 } else {
                     println!("{:>6}  {:<10}  {:.2}  {}", s.id, s.state.as_str(), s.score, s.title);
                     println!("        {}", s.why_now);
+                    let runs = match s.policy {
+                        Effect::Allow => "runs when you act",
+                        Effect::Ask => "waits for your approval before it runs",
+                        Effect::Deny => "denied by policy",
+                    };
+                    println!("        {} risk, {runs}", s.risk.as_str());
                 }
             }
             if list.is_empty() && !json {

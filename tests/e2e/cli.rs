@@ -124,6 +124,8 @@ fn pulse_list_and_answer_suggestions_from_the_shell() {
     let reminder = list.iter().find(|s| s["class"] == "reminder").unwrap()["id"].as_i64().unwrap();
     let table = ok(&["suggestions", "list"]);
     assert!(table.contains("Reply to ana: “can you send me the invoice?”"), "{table}");
+    assert!(table.contains("medium risk, waits for your approval before it runs"), "{table}");
+    assert!(table.contains("low risk, runs when you act"), "{table}");
 
     let id = question.to_string();
     let out = ok(&["suggestions", "respond", &id, "edit", "--action", "Sent it this morning"]);

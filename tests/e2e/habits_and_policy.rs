@@ -88,11 +88,15 @@ async fn a_weekly_habit_is_raised_before_its_turn_remembered_and_forgotten_on_re
 
     let report = pulse(&app).await;
     assert_eq!(report["created"].as_array().unwrap().len(), 1, "{report}");
+    let run = app.get(&format!("/api/runs/{}", report["run_id"].as_str().unwrap())).await;
+    assert_eq!(run["evidence"]["owner_history_signals"], 4, "the owner's past weeks are evidence");
     let habit = &suggestions(&app, "scheduled").await[0];
     assert_eq!(habit["class"], "recurring_task");
     assert_eq!(habit["title"], "Weekly: Here is the weekly report, numbers attached");
     assert_eq!(berlin(&habit["due_at"]), "Wed 18 Nov 10:30", "half an hour before its usual 11:00");
     assert_eq!(habit["evidence"].as_array().unwrap().len(), 3);
+    assert_eq!(habit["evidence"][0]["summary"], "Me on telegram: “Here is the weekly report, numbers attached”");
+    assert_eq!(habit["source"], "telegram");
     assert!(habit["why_now"].as_str().unwrap().contains("3 Wednesdays"), "{habit}");
     assert_eq!((habit["risk"].as_str(), habit["policy"].as_str()), (Some("low"), Some("allow")));
 

@@ -32,10 +32,23 @@ pub struct Evidence {
     pub memories: Vec<Memory>,
     /// Keys of ideas already live as suggestions (or decided), which are not raised again.
     pub live_keys: HashSet<String>,
-    /// The owner's own signals of the past weeks, where weekly habits show.
+    /// The owner's own signals of the past weeks, where weekly habits show. Written out by
+    /// id: they are thousands, and each is in the ledger.
+    #[serde(serialize_with = "signal_ids")]
     pub history: Vec<Signal>,
     /// Keys of ideas about habits the owner told loopgate to forget.
     pub forgotten_keys: HashSet<String>,
+}
+
+fn signal_ids<S: serde::Serializer>(signals: &[Signal], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(signals.iter().map(|s| s.id))
+}
+
+impl Evidence {
+    /// A signal the reflection looked at, recent or from the owner's past weeks.
+    pub fn signal(&self, id: crate::signal::SignalId) -> Option<&Signal> {
+        self.signals.iter().chain(&self.history).find(|s| s.id == id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -248,7 +261,12 @@ pub fn evidence_summary(evidence: &Evidence) -> serde_json::Value {
         .collect();
     let mut live: Vec<_> = evidence.live_keys.iter().collect();
     live.sort();
-    serde_json::json!({"signals": signals, "memories": memories, "known_suggestions": live})
+    serde_json::json!({
+        "signals": signals,
+        "memories": memories,
+        "known_suggestions": live,
+        "owner_history_signals": evidence.history.len(),
+    })
 }
 
 /// Writes a run's artifacts and its journal line; returns the run's folder. `dispatch` is
