@@ -162,10 +162,13 @@ impl Upkeep {
 /// naming that backend's intelligence SQL. `?` in the body rolls back.
 macro_rules! in_write_tx {
     ($store:expr, |$tx:ident, $sql:ident| $body:block) => {
+        in_write_tx!($store, intel_sql, |$tx, $sql| $body)
+    };
+    ($store:expr, $module:ident, |$tx:ident, $sql:ident| $body:block) => {
         match &$store.inner.pools {
             Pools::Sqlite { write, .. } => {
                 #[allow(unused_imports)]
-                use intel_sql::sqlite as $sql;
+                use $module::sqlite as $sql;
                 let mut conn = write.acquire().await?;
                 let mut $tx = conn.begin_with("BEGIN IMMEDIATE").await?;
                 let value = $body;
@@ -174,7 +177,7 @@ macro_rules! in_write_tx {
             }
             Pools::Postgres(pool) => {
                 #[allow(unused_imports)]
-                use intel_sql::postgres as $sql;
+                use $module::postgres as $sql;
                 let mut conn = pool.acquire().await?;
                 let mut $tx = conn.begin().await?;
                 let value = $body;
@@ -188,16 +191,19 @@ macro_rules! in_write_tx {
 /// Runs `$body` on a read connection.
 macro_rules! on_read {
     ($store:expr, |$conn:ident, $sql:ident| $body:block) => {
+        on_read!($store, intel_sql, |$conn, $sql| $body)
+    };
+    ($store:expr, $module:ident, |$conn:ident, $sql:ident| $body:block) => {
         match &$store.inner.pools {
             Pools::Sqlite { read, .. } => {
                 #[allow(unused_imports)]
-                use intel_sql::sqlite as $sql;
+                use $module::sqlite as $sql;
                 let mut $conn = read.acquire().await?;
                 $body
             }
             Pools::Postgres(pool) => {
                 #[allow(unused_imports)]
-                use intel_sql::postgres as $sql;
+                use $module::postgres as $sql;
                 let mut $conn = pool.acquire().await?;
                 $body
             }

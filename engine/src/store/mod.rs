@@ -5,10 +5,13 @@
 //! commit: an acknowledged signal is on disk, and many concurrent writers cost one
 //! transaction instead of many. Reads go straight to a connection pool.
 
+#[macro_use]
 mod intel;
 mod intel_sql;
 mod memories;
 mod memory_sql;
+mod outbox;
+mod outbox_sql;
 mod plan;
 mod sql;
 mod writer;
@@ -48,6 +51,9 @@ pub enum StoreError {
     Invalid(#[from] SignalError),
     #[error(transparent)]
     InvalidMemory(#[from] crate::memory::MemoryError),
+    /// An adapter built a message the outbox cannot keep (a bug, not the owner's input).
+    #[error("invalid outbound message: {0}")]
+    InvalidOutbound(String),
     #[error("the store is shutting down")]
     Closed,
     #[error("database error: {0}")]
@@ -437,7 +443,8 @@ fn sqlite_migrator() -> Migrator {
             (1, "signal ledger", "0001_signal_ledger.sql"),
             (2, "memory", "0002_memory.sql"),
             (3, "intelligence", "0003_intelligence.sql"),
-            (4, "policy and habits", "0004_policy_and_habits.sql")
+            (4, "policy and habits", "0004_policy_and_habits.sql"),
+            (5, "outbox", "0005_outbox.sql")
         ]
     )
 }
@@ -449,7 +456,8 @@ fn postgres_migrator() -> Migrator {
             (1, "signal ledger", "0001_signal_ledger.sql"),
             (2, "memory", "0002_memory.sql"),
             (3, "intelligence", "0003_intelligence.sql"),
-            (4, "policy and habits", "0004_policy_and_habits.sql")
+            (4, "policy and habits", "0004_policy_and_habits.sql"),
+            (5, "outbox", "0005_outbox.sql")
         ]
     )
 }

@@ -3,6 +3,7 @@
 mod intelligence;
 mod ledger;
 mod memory;
+mod outbox;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,0 +1,143 @@
+//! The durable outbox in the database: queue, claim (marking a send started before it
+//! leaves), record the outcome, and settle sends a crash left in doubt.
+
+use chrono::{DateTime, Utc};
+use sqlx::{Acquire, Connection};
+
+use super::outbox_sql::{self, OutboundRow};
+use super::{Pools, Store, StoreError};
+use crate::clock::{from_millis, to_millis};
+use crate::outbox::{NewOutbound, Outbound, OutboundId, OutboundState, Verification};
+
+/// Longest dedupe key and payload accepted: a key names a send, a payload is one message.
+const MAX_KEY_BYTES: usize = 512;
+const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+fn rows(rows: Vec<OutboundRow>) -> Result<Vec<Outbound>, StoreError> {
+    Ok(rows.into_iter().map(OutboundRow::into_outbound).collect::<Result<_, _>>()?)
+}
+
+impl Store {
+    /// Queues a send. Returns its id and whether it is new: the same `dedupe_key` again
+    /// answers the first one's id and queues nothing.
+    pub async fn enqueue(&self, new: &NewOutbound) -> Result<(OutboundId, bool), StoreError> {
+        if new.channel.trim().is_empty() {
+            return Err(StoreError::InvalidOutbound("the channel is empty".into()));
+        }
+        if new.dedupe_key.trim().is_empty() || new.dedupe_key.len() > MAX_KEY_BYTES {
+            return Err(StoreError::InvalidOutbound(format!("the dedupe key must be 1 to {MAX_KEY_BYTES} bytes")));
+        }
+        if new.payload.to_string().len() > MAX_PAYLOAD_BYTES {
+            return Err(StoreError::InvalidOutbound(format!("the payload is over {MAX_PAYLOAD_BYTES} bytes")));
+        }
+        let now = to_millis(self.clock().now());
+        Ok(in_write_tx!(self, outbox_sql, |tx, sql| {
+            match sql::insert(&mut tx, new, now).await? {
+                Some(id) => (id, true),
+                None => (sql::id_of(&mut tx, &new.dedupe_key).await?, false),
+            }
+        }))
+    }
+
+    /// Takes up to `limit` of a channel's due sends, oldest first, and marks each started
+    /// (`sending`, one more attempt) in the same commit, before any of them leaves.
+    pub async fn claim_outbound(&self, channel: &str, limit: u32) -> Result<Vec<Outbound>, StoreError> {
+        let now = to_millis(self.clock().now());
+        let claimed = in_write_tx!(self, outbox_sql, |tx, sql| {
+            let due = sql::list(&mut tx, channel, &[OutboundState::Queued], Some(now), i64::from(limit.max(1))).await?;
+            let mut claimed = Vec::with_capacity(due.len());
+            for row in due {
+                let mut outbound = row.into_outbound()?;
+                if sql::start(&mut tx, outbound.id, now).await? {
+                    outbound.state = OutboundState::Sending;
+                    outbound.attempts += 1;
+                    outbound.started_at = Some(from_millis(now));
+                    claimed.push(outbound);
+                }
+            }
+            claimed
+        });
+        Ok(claimed)
+    }
+
+    /// Records a send that went through. False if it was not `sending` (recorded already).
+    pub async fn outbound_sent(&self, id: OutboundId, platform_ref: &str) -> Result<bool, StoreError> {
+        self.finish_outbound(id, OutboundState::Sending, OutboundState::Sent, None, Some(platform_ref), None).await
+    }
+
+    /// Puts a failed send back in the queue until `at`.
+    pub async fn outbound_retry(&self, id: OutboundId, at: DateTime<Utc>, error: &str) -> Result<bool, StoreError> {
+        let at = Some(to_millis(at));
+        self.finish_outbound(id, OutboundState::Sending, OutboundState::Queued, at, None, Some(error)).await
+    }
+
+    /// Gives a send up for good, with the reason.
+    pub async fn outbound_failed(&self, id: OutboundId, error: &str) -> Result<bool, StoreError> {
+        self.finish_outbound(id, OutboundState::Sending, OutboundState::Failed, None, None, Some(error)).await
+    }
+
+    /// Sends a crash left between started and recorded: every `sending` row of a channel.
+    /// Call it before the channel's worker claims anything.
+    pub async fn outbound_in_doubt(&self, channel: &str) -> Result<Vec<Outbound>, StoreError> {
+        let found = on_read!(self, outbox_sql, |conn, sql| {
+            sql::list(&mut conn, channel, &[OutboundState::Sending], None, 10_000).await?
+        });
+        rows(found)
+    }
+
+    /// Settles a send found in doubt with what the platform could tell.
+    pub async fn settle_in_doubt(&self, id: OutboundId, verification: &Verification) -> Result<bool, StoreError> {
+        let now = Some(to_millis(self.clock().now()));
+        let (from, sending) = (OutboundState::Sending, OutboundState::Queued);
+        match verification {
+            Verification::Delivered { platform_ref } => {
+                self.finish_outbound(id, from, OutboundState::Sent, None, Some(platform_ref), None).await
+            }
+            Verification::SafeToResend => self.finish_outbound(id, from, sending, now, None, None).await,
+            Verification::Unknown => {
+                let why = "interrupted between sending and recording, and the platform cannot tell whether it \
+                           arrived: not sent again";
+                self.finish_outbound(id, from, OutboundState::Uncertain, None, None, Some(why)).await
+            }
+        }
+    }
+
+    async fn finish_outbound(
+        &self,
+        id: OutboundId,
+        from: OutboundState,
+        to: OutboundState,
+        next_attempt_at: Option<i64>,
+        platform_ref: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = to_millis(self.clock().now());
+        Ok(in_write_tx!(self, outbox_sql, |tx, sql| {
+            sql::finish(&mut tx, id, from, to, now, next_attempt_at, platform_ref, error).await?
+        }))
+    }
+
+    pub async fn outbound(&self, id: OutboundId) -> Result<Option<Outbound>, StoreError> {
+        let row = on_read!(self, outbox_sql, |conn, sql| { sql::get(&mut conn, id).await? });
+        Ok(row.map(OutboundRow::into_outbound).transpose()?)
+    }
+
+    /// A channel's sends in the given states (all states when empty), oldest first.
+    pub async fn outbox(
+        &self,
+        channel: &str,
+        states: &[OutboundState],
+        limit: u32,
+    ) -> Result<Vec<Outbound>, StoreError> {
+        let found = on_read!(self, outbox_sql, |conn, sql| {
+            sql::list(&mut conn, channel, states, None, i64::from(limit.max(1))).await?
+        });
+        rows(found)
+    }
+
+    /// When the channel's next queued send is due, if it has one.
+    pub async fn next_outbound_due(&self, channel: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at = on_read!(self, outbox_sql, |conn, sql| { sql::next_due(&mut conn, channel).await? });
+        Ok(at.map(from_millis))
+    }
+}
