@@ -1,9 +1,14 @@
-//! Chat platform adapters (Telegram, Discord, email) behind one `Channel` trait.
+//! Chat platform adapters (Telegram, Discord, email) behind one [`Channel`] trait.
 //!
 //! Adapters turn platform payloads into engine signals and render what the engine asks
-//! to show. What every adapter shares starts here: how an adapter reports that it is
-//! still receiving, which `/readyz` turns into the service's readiness.
+//! to show. What every adapter shares lives here: the trait and the context a channel is
+//! started with (`channel`), the outbox worker that performs and records every send
+//! (`outbox`), and how an adapter reports that it is still receiving (`liveness`), which
+//! `/readyz` turns into the service's readiness.
 
+mod channel;
 mod liveness;
+pub mod outbox;
 
+pub use channel::{BoxFuture, Channel, ChannelContext, Sent};
 pub use liveness::{Liveness, LivenessReport};

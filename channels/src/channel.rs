@@ -1,0 +1,64 @@
+//! The one trait every chat platform adapter implements, and what it is started with.
+//!
+//! An adapter does four things: it runs its inbound side (turning platform updates into
+//! signals) until shutdown; it renders the engine's delivery events into sends in its own
+//! terms; it performs one send from the outbox; and, after a crash, it says whether the
+//! platform can tell that a send which was started ever arrived. Everything between —
+//! queueing, marking a send started, retrying, recording — is the outbox's
+//! ([`crate::outbox::deliver`]), the same for every channel.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use loopgate_engine::Store;
+use loopgate_engine::outbox::{NewOutbound, Outbound, SendError, Verification};
+use loopgate_engine::suggestion::Delivery;
+use tokio::sync::{Notify, watch};
+
+use crate::Liveness;
+
+/// A boxed future, so `dyn Channel` works (channels are chosen by configuration at start).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a channel is started with.
+#[derive(Clone)]
+pub struct ChannelContext {
+    /// Where inbound signals go and deliveries come from.
+    pub store: Store,
+    /// Becomes `true` when the service stops.
+    pub shutdown: watch::Receiver<bool>,
+    /// Wakes the channel's outbox worker when something was queued.
+    pub outbox_wake: Arc<Notify>,
+}
+
+/// A send that went through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The platform's id for it (a message id), kept so it can later be edited.
+    pub platform_ref: String,
+}
+
+pub trait Channel: Send + Sync + 'static {
+    /// The channel's name: the `source` of its signals, the key of its outbox rows.
+    fn name(&self) -> &'static str;
+
+    /// Whether it still hears from its platform, for `/readyz`.
+    fn liveness(&self) -> &Liveness;
+
+    /// Runs the inbound side (long polling, a gateway connection, IMAP IDLE) until
+    /// `ctx.shutdown` turns true. Returns an error only for what retrying cannot fix.
+    fn run_inbound(self: Arc<Self>, ctx: ChannelContext) -> BoxFuture<'static, anyhow::Result<()>>;
+
+    /// The sends that keep this channel's copies true after a delivery event: post a new
+    /// suggestion, edit a posted one to show a decision, retract one that expired.
+    fn render(&self, delivery: &Delivery) -> Vec<NewOutbound>;
+
+    /// Performs one send. The error says whether trying again can help.
+    fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>>;
+
+    /// For a send found started but never recorded (the process died in between): did it
+    /// arrive? A platform that cannot tell answers [`Verification::Unknown`], and the send
+    /// is not repeated.
+    fn verify<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Verification>;
+}
