@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use loopgate_policies::Policy;
+use loopgate_policies::{Identities, Policy};
 
 use crate::heartbeat::{self, Outcome, Pending, Rules};
 use crate::learning::Weights;
@@ -24,7 +24,7 @@ use crate::reflect::run::{self, Critique, Evidence, Judging};
 use crate::signal::Signal;
 use crate::store::{HeartbeatRecord, MemoryQuery, NewSuggestion, RunRecord, SignalQuery, Store, StoreError, Upkeep};
 use crate::suggestion::{
-    EvidenceLine, RespondError, Responded, Responder, Response, Suggestion, SuggestionId, SuggestionState,
+    Claimant, EvidenceLine, RespondError, Responded, Responder, Response, Suggestion, SuggestionId, SuggestionState,
 };
 
 /// Weeks of the owner's own signals a reflection reads for weekly habits.
@@ -55,6 +55,8 @@ pub struct Settings {
     /// The owner's action rules: critique classifies every idea's risk by them and drops
     /// ideas whose action they deny.
     pub policy: Policy,
+    /// Who may answer from a chat channel: the owner's accounts and those allowed.
+    pub answerers: Identities,
 }
 
 impl Settings {
@@ -69,6 +71,7 @@ impl Settings {
             ignore_after: Duration::hours(48),
             data_dir,
             policy: Policy::empty(),
+            answerers: Identities::default(),
         }
     }
 }
@@ -446,6 +449,28 @@ impl Intelligence {
         metrics::counter!("loopgate_responses_total", "response" => response.name()).increment(1);
         tracing::info!(suggestion = id, response = response.name(), by = %responder.by, via = %responder.via, "answered");
         Ok(responded)
+    }
+
+    /// An answer from a chat channel. Authorization happens here, the same for every
+    /// channel: anyone but the owner and the accounts allowed on that channel is refused
+    /// before anything is read or written.
+    pub async fn respond_from(
+        &self,
+        id: SuggestionId,
+        response: &Response,
+        claimant: &Claimant,
+    ) -> Result<Responded, RespondError> {
+        if !self.settings.answerers.may_answer(&claimant.channel, &claimant.user_id) {
+            metrics::counter!("loopgate_unauthorized_answers_total", "channel" => claimant.channel.clone())
+                .increment(1);
+            tracing::warn!(suggestion = id, channel = %claimant.channel, user = %claimant.user_id, "refused an answer");
+            return Err(RespondError::Unauthorized {
+                channel: claimant.channel.clone(),
+                user_id: claimant.user_id.clone(),
+            });
+        }
+        let by = claimant.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| claimant.user_id.clone());
+        self.respond(id, response, &Responder { by, via: claimant.channel.clone() }).await
     }
 
     pub async fn status(&self) -> Result<HeartbeatStatus, StoreError> {

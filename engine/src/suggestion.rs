@@ -209,17 +209,33 @@ pub fn edited_action(original: &serde_json::Value, edit: &serde_json::Value) -> 
     Ok(action)
 }
 
-/// Who is answering: an identity the caller has already authorized, and the channel.
+/// Who is answering, once authorized, and through which channel ("api", "cli",
+/// "telegram", ...). The API token and the shell are the owner's; a channel's users are
+/// [`Claimant`]s until the engine has checked them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Responder {
     pub by: String,
     pub via: String,
 }
 
+/// Someone on a chat channel pressing a button or replying: who the platform says they
+/// are. Only the engine decides whether they may answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant {
+    pub channel: String,
+    /// The platform's id for them (a Telegram user id, an email address).
+    pub user_id: String,
+    /// How to name them in "decided by …", if the platform gave a name.
+    pub name: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RespondError {
     #[error("no suggestion {0}")]
     NotFound(SuggestionId),
+    /// Not the owner nor an account allowed to answer on that channel; nothing changed.
+    #[error("{user_id} on {channel} may not answer suggestions")]
+    Unauthorized { channel: String, user_id: String },
     /// Someone answered first (or it went stale); nothing changed.
     #[error("already decided: {}", describe_decided(.state, .decision.as_ref(), .snoozed_until.as_ref()))]
     AlreadyDecided { state: SuggestionState, decision: Option<Decision>, snoozed_until: Option<DateTime<Utc>> },

@@ -546,11 +546,7 @@ impl Config {
                 shutdown_grace: self.server.shutdown_grace.0,
                 store: self.store_config(),
                 data_dir: self.storage.data_dir.clone(),
-                identities: Identities::new(
-                    self.owner.telegram_user_ids.iter().map(ToString::to_string),
-                    self.owner.discord_user_ids.iter().map(ToString::to_string),
-                    self.owner.emails.iter().cloned(),
-                ),
+                identities: self.identities(),
                 timezone,
                 quiet_hours,
                 sweep_interval: self.signals.sweep_interval.0,
@@ -559,6 +555,14 @@ impl Config {
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }
+    }
+
+    fn identities(&self) -> Identities {
+        Identities::new(
+            self.owner.telegram_user_ids.iter().map(ToString::to_string),
+            self.owner.discord_user_ids.iter().map(ToString::to_string),
+            self.owner.emails.iter().cloned(),
+        )
     }
 
     fn intelligence_settings(&self, timezone: chrono_tz::Tz, quiet_hours: Option<QuietHours>) -> IntelSettings {
@@ -578,6 +582,7 @@ impl Config {
         settings.expires_after = self.suggestions.expires_after.to_chrono();
         settings.ignore_after = self.suggestions.ignore_after.to_chrono();
         settings.policy = Policy::new(self.policy.rules.clone());
+        settings.answerers = self.identities();
         settings
     }
 

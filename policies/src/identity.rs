@@ -1,6 +1,7 @@
-//! The owner's identities on each channel, and the question "is this sender the owner?".
+//! The owner's identities on each channel, and the questions "is this sender the owner?"
+//! and "may this sender answer suggestions and approvals?".
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The owner's accounts, from `[owner]` in the configuration. Platform ids are compared
 /// as strings; email addresses case-insensitively (the domain part is case-insensitive,
@@ -10,6 +11,9 @@ pub struct Identities {
     telegram: HashSet<String>,
     discord: HashSet<String>,
     emails: HashSet<String>,
+    /// Accounts besides the owner's that may answer on a channel (a partner, an
+    /// assistant): `telegram.allowed_user_ids` and the like. Compared like the owner's.
+    allowed: HashMap<String, HashSet<String>>,
 }
 
 impl Identities {
@@ -22,7 +26,27 @@ impl Identities {
             telegram: telegram.into_iter().collect(),
             discord: discord.into_iter().collect(),
             emails: emails.into_iter().map(|e| e.trim().to_ascii_lowercase()).collect(),
+            allowed: HashMap::new(),
         }
+    }
+
+    /// Lets these accounts on `source` answer too, without making them the owner (their
+    /// messages are still someone else's words).
+    pub fn allow(mut self, source: &str, accounts: impl IntoIterator<Item = String>) -> Identities {
+        let normalize = |a: String| if source == "email" { bare_address(&a).to_ascii_lowercase() } else { a };
+        self.allowed.entry(source.to_owned()).or_default().extend(accounts.into_iter().map(normalize));
+        self
+    }
+
+    /// Whether `actor_id` on `source` may answer suggestions and approvals: the owner, or an
+    /// account the configuration allows on that channel. Nobody on a channel without
+    /// identities (a script's text is not proof of anything).
+    pub fn may_answer(&self, source: &str, actor_id: &str) -> bool {
+        if self.is_owner(source, actor_id) {
+            return true;
+        }
+        let actor = if source == "email" { bare_address(actor_id).to_ascii_lowercase() } else { actor_id.to_owned() };
+        self.allowed.get(source).is_some_and(|accounts| accounts.contains(&actor))
     }
 
     /// Whether `actor_id` on `source` is one of the owner's own accounts. Sources without
@@ -38,7 +62,7 @@ impl Identities {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.telegram.is_empty() && self.discord.is_empty() && self.emails.is_empty()
+        self.telegram.is_empty() && self.discord.is_empty() && self.emails.is_empty() && self.allowed.is_empty()
     }
 }
 
@@ -77,6 +101,26 @@ mod tests {
         for (source, actor, expected) in cases {
             assert_eq!(o.is_owner(source, actor), expected, "{source} {actor}");
         }
+    }
+
+    #[test]
+    fn the_owner_and_allowed_accounts_may_answer_on_their_own_channel_only() {
+        let o = owner().allow("telegram", ["333".to_owned()]).allow("email", ["Partner <Pa@Example.org>".to_owned()]);
+        let cases = [
+            ("telegram", "111", true),
+            ("telegram", "333", true),
+            ("discord", "333", false),
+            ("telegram", "444", false),
+            ("email", "pa@example.org", true),
+            ("email", "PA <PA@EXAMPLE.ORG>", true),
+            ("email", "pa@example.org.evil.test", false),
+            ("discord", "222", true),
+            ("api", "333", false),
+        ];
+        for (source, actor, expected) in cases {
+            assert_eq!(o.may_answer(source, actor), expected, "{source} {actor}");
+        }
+        assert!(!o.is_owner("telegram", "333"), "allowed to answer is not the owner");
     }
 
     #[test]

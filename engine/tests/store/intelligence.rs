@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use loopgate_engine::heartbeat::Rules;
 use loopgate_engine::intelligence::{Intelligence, Settings};
-use loopgate_engine::suggestion::{RespondError, Responder, Response, Suggestion, SuggestionState};
+use loopgate_engine::suggestion::{Claimant, RespondError, Responder, Response, Suggestion, SuggestionState};
 use loopgate_engine::{Actor, Clock, Conversation, NewSignal, Retention, SignalKind, Source};
 
 use crate::{Db, Harness, conformance, harness};
@@ -15,9 +15,10 @@ conformance!(
     suggestions_live_through_answers_upkeep_and_restarts,
     of_many_simultaneous_answers_exactly_one_wins,
     a_simulated_owner_teaches_the_ranking_and_a_changed_owner_is_heard,
+    only_the_owner_and_allowed_accounts_answer_from_a_channel,
 );
 
-fn intelligence(h: &Harness, data_dir: &std::path::Path) -> Arc<Intelligence> {
+fn settings(data_dir: &std::path::Path) -> Settings {
     let rules = Rules {
         cooldown: Duration::minutes(30),
         cooldown_after_failure: Duration::minutes(5),
@@ -26,7 +27,11 @@ fn intelligence(h: &Harness, data_dir: &std::path::Path) -> Arc<Intelligence> {
         timezone: chrono_tz::UTC,
         quiet_hours: None,
     };
-    Intelligence::new(h.store.clone(), Settings::new(rules, data_dir.to_path_buf()))
+    Settings::new(rules, data_dir.to_path_buf())
+}
+
+fn intelligence(h: &Harness, data_dir: &std::path::Path) -> Arc<Intelligence> {
+    Intelligence::new(h.store.clone(), settings(data_dir))
 }
 
 fn said(id: &str, who: &str, is_owner: bool, chat: &str, at: DateTime<Utc>, text: &str) -> NewSignal {
@@ -146,6 +151,46 @@ async fn of_many_simultaneous_answers_exactly_one_wins(db: Db) {
         .await
         .unwrap();
     assert_eq!(memories.len(), 1, "one answer, one lesson");
+}
+
+async fn only_the_owner_and_allowed_accounts_answer_from_a_channel(db: Db) {
+    let h = harness(db, Retention::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.answerers =
+        loopgate_policies::Identities::new(["100".to_owned()], [], []).allow("telegram", ["200".to_owned()]);
+    let intel = Intelligence::new(h.store.clone(), settings);
+    for n in 0..2 {
+        h.store.ingest(question(&format!("q{n}"), &format!("p{n}"), h.clock.now())).await.unwrap();
+    }
+    intel.pulse(true).await.unwrap();
+    let shown = active(&intel).await;
+    assert_eq!(shown.len(), 2);
+    let claimant = |channel: &str, user: &str, name: Option<&str>| Claimant {
+        channel: channel.into(),
+        user_id: user.into(),
+        name: name.map(Into::into),
+    };
+
+    // Strangers, the right id on the wrong channel, and channels without identities.
+    for stranger in
+        [claimant("telegram", "999", Some("Mallory")), claimant("discord", "100", None), claimant("api", "100", None)]
+    {
+        let refused = intel.respond_from(shown[0].id, &Response::Act, &stranger).await.unwrap_err();
+        assert!(matches!(refused, RespondError::Unauthorized { .. }), "{refused}");
+    }
+    let untouched = h.store.suggestion(shown[0].id).await.unwrap().unwrap();
+    assert_eq!((untouched.state, untouched.revision), (SuggestionState::Active, shown[0].revision), "nothing changed");
+    assert!(h.store.deliveries("t", 100).await.unwrap().iter().all(|d| d.kind.as_str() == "show"));
+
+    // The owner, and an account the configuration allows, named as the platform names them.
+    let by_owner =
+        intel.respond_from(shown[0].id, &Response::Act, &claimant("telegram", "100", Some("Ana"))).await.unwrap();
+    let decision = by_owner.suggestion.decision.unwrap();
+    assert_eq!((decision.by.as_str(), decision.via.as_str()), ("Ana", "telegram"));
+    let by_partner =
+        intel.respond_from(shown[1].id, &Response::Dismiss, &claimant("telegram", "200", None)).await.unwrap();
+    assert_eq!(by_partner.suggestion.decision.unwrap().by, "200");
 }
 
 /// The class a suggestion belongs to, for the simulation's owner.

@@ -135,6 +135,7 @@ impl From<RespondError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "already_decided", e.to_string())
             }
             RespondError::Invalid(message) => ApiError::invalid(message),
+            e @ RespondError::Unauthorized { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
             RespondError::Store(e) => e.into(),
         }
     }
