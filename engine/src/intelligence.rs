@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 
 use loopgate_policies::{Identities, Policy};
 
+use crate::actions::{Executor, NothingConfigured};
 use crate::heartbeat::{self, Outcome, Pending, Rules};
 use crate::learning::Weights;
 use crate::memory::{MemoryCandidate, MemoryKind, Origin, Rejection, RememberOutcome};
@@ -57,6 +58,11 @@ pub struct Settings {
     pub policy: Policy,
     /// Who may answer from a chat channel: the owner's accounts and those allowed.
     pub answerers: Identities,
+    /// How long an approval waits for a decision before it expires (and its task is
+    /// cancelled, never run).
+    pub approvals_expire: Duration,
+    /// How long a pending approval waits before reflection raises it as ageing.
+    pub approval_ageing: Duration,
 }
 
 impl Settings {
@@ -72,6 +78,8 @@ impl Settings {
             data_dir,
             policy: Policy::empty(),
             answerers: Identities::default(),
+            approvals_expire: Duration::hours(24),
+            approval_ageing: Duration::hours(4),
         }
     }
 }
@@ -114,15 +122,28 @@ pub struct HeartbeatStatus {
 }
 
 pub struct Intelligence {
-    store: Store,
-    settings: Settings,
+    pub(crate) store: Store,
+    pub(crate) settings: Settings,
     pulse_lock: Mutex<()>,
     next_pulse_at: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Runs actions with an outside effect (see [`crate::tasks`]).
+    pub(crate) executor: Arc<dyn Executor>,
 }
 
 impl Intelligence {
+    /// Without anything configured to run messages, webhooks or commands.
     pub fn new(store: Store, settings: Settings) -> Arc<Intelligence> {
-        Arc::new(Intelligence { store, settings, pulse_lock: Mutex::new(()), next_pulse_at: Default::default() })
+        Intelligence::with_executor(store, settings, Arc::new(NothingConfigured))
+    }
+
+    pub fn with_executor(store: Store, settings: Settings, executor: Arc<dyn Executor>) -> Arc<Intelligence> {
+        Arc::new(Intelligence {
+            store,
+            settings,
+            pulse_lock: Mutex::new(()),
+            next_pulse_at: Default::default(),
+            executor,
+        })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -185,6 +206,9 @@ impl Intelligence {
             report.upkeep =
                 self.store.upkeep(rules.timezone, settings.expires_after, settings.ignore_after, bring_back).await?;
         }
+        let (expired, ran) = self.task_upkeep(state.paused).await?;
+        report.upkeep.approvals_expired = expired;
+        report.upkeep.tasks_run = ran;
         if let Outcome::Reflect { reason } = &outcome {
             let trigger = if manual { "manual" } else { "heartbeat" };
             let (run_id, result) = self.reflect(trigger, reason, &report.upkeep).await?;
@@ -288,7 +312,12 @@ impl Intelligence {
         use anyhow::Context as _;
         let now = self.now();
         let settings = &self.settings;
-        let ctx = Context { now, timezone: settings.rules.timezone, answer_grace: settings.answer_grace };
+        let ctx = Context {
+            now,
+            timezone: settings.rules.timezone,
+            answer_grace: settings.answer_grace,
+            approval_ageing: settings.approval_ageing,
+        };
 
         let mut signals = self
             .store
@@ -322,7 +351,12 @@ impl Intelligence {
             .await
             .context("reading the owner's past weeks")?;
         history.reverse();
-        let mut evidence = Evidence { signals, memories, history, ..Evidence::default() };
+        let approvals = self
+            .store
+            .approvals(&[crate::actions::ApprovalState::Pending], 100)
+            .await
+            .context("reading pending approvals")?;
+        let mut evidence = Evidence { signals, memories, history, approvals, ..Evidence::default() };
 
         let ideas = run::ideas(&evidence, &ctx);
         let keys: Vec<String> = ideas.iter().map(|i| i.key.clone()).collect();
@@ -435,7 +469,11 @@ impl Intelligence {
             source: source_of(idea, evidence).into(),
             state: if scheduled { SuggestionState::Scheduled } else { SuggestionState::Active },
             due_at: idea.due.map(crate::clock::to_millis),
-            expires_at: crate::clock::to_millis(shown_at + self.settings.expires_after),
+            // A reminder about an approval is moot once the approval expires.
+            expires_at: crate::clock::to_millis(match (idea.kind, idea.due) {
+                (IdeaKind::AgeingApproval, Some(due)) => due.min(shown_at + self.settings.expires_after),
+                _ => shown_at + self.settings.expires_after,
+            }),
         }
     }
 
@@ -445,9 +483,16 @@ impl Intelligence {
         response: &Response,
         responder: &Responder,
     ) -> Result<Responded, RespondError> {
-        let responded = self.store.respond(id, response, responder, self.settings.rules.timezone).await?;
+        let task = self.task_for_answer(id, response, responder).await?;
+        let mut responded =
+            self.store.respond(id, response, responder, self.settings.rules.timezone, task.as_ref()).await?;
         metrics::counter!("loopgate_responses_total", "response" => response.name()).increment(1);
         tracing::info!(suggestion = id, response = response.name(), by = %responder.by, via = %responder.via, "answered");
+        if let Some(task) = &responded.task
+            && task.state == crate::actions::TaskState::Queued
+        {
+            responded.task = Some(self.run_task(task.id).await?);
+        }
         Ok(responded)
     }
 
@@ -469,8 +514,7 @@ impl Intelligence {
                 user_id: claimant.user_id.clone(),
             });
         }
-        let by = claimant.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| claimant.user_id.clone());
-        self.respond(id, response, &Responder { by, via: claimant.channel.clone() }).await
+        self.respond(id, response, &claimant.responder()).await
     }
 
     pub async fn status(&self) -> Result<HeartbeatStatus, StoreError> {
@@ -569,6 +613,7 @@ pub fn class_of(kind: IdeaKind) -> &'static str {
         IdeaKind::UnrepliedMail => "unreplied_mail",
         IdeaKind::WatchItem => "watch_item",
         IdeaKind::RecurringTask => "recurring_task",
+        IdeaKind::AgeingApproval => "ageing_approval",
     }
 }
 

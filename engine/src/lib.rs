@@ -1,6 +1,7 @@
 //! loopgate's domain: the signal ledger and its storage, knowing nothing of chat
 //! platforms, mail or HTTP.
 
+pub mod actions;
 pub mod clock;
 pub mod heartbeat;
 pub mod intelligence;
@@ -11,6 +12,7 @@ pub mod reflect;
 pub mod signal;
 pub mod store;
 pub mod suggestion;
+pub mod tasks;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::{Memory, MemoryCandidate, MemoryKind, Origin, RememberOutcome};

@@ -272,6 +272,9 @@ pub struct Responded {
     pub suggestion: Suggestion,
     /// Memory written because of it, if distillation kept it.
     pub memory_id: Option<i64>,
+    /// The task acting (or editing) created: run at once, waiting for an approval, or
+    /// refused by policy.
+    pub task: Option<crate::actions::Task>,
 }
 
 /// Events channels consume to keep their surfaces true.

@@ -23,6 +23,8 @@ pub struct Context {
     pub timezone: Tz,
     /// How long a question may wait before it counts as unanswered.
     pub answer_grace: Duration,
+    /// How long an approval may wait before it is worth a reminder.
+    pub approval_ageing: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -34,6 +36,7 @@ pub enum IdeaKind {
     UnrepliedMail,
     WatchItem,
     RecurringTask,
+    AgeingApproval,
 }
 
 /// A candidate next action, before critique.
@@ -435,6 +438,54 @@ pub fn watched(signals: &[Signal], memories: &[crate::memory::Memory], _ctx: &Co
         }
     }
     ideas
+}
+
+/// Approvals left pending longer than [`Context::approval_ageing`]: the owner should
+/// decide before they expire (an expired approval never runs). The closer the expiry, the
+/// surer the idea.
+pub fn ageing_approvals(approvals: &[crate::actions::Approval], ctx: &Context) -> Vec<Idea> {
+    let mut ideas = Vec::new();
+    for approval in approvals.iter().filter(|a| a.state == crate::actions::ApprovalState::Pending) {
+        let waited = ctx.now - approval.created_at;
+        let left = approval.expires_at - ctx.now;
+        if waited < ctx.approval_ageing || left <= Duration::zero() {
+            continue;
+        }
+        let what = describe_action(&approval.action);
+        let lifetime = (approval.expires_at - approval.created_at).num_seconds().max(1) as f64;
+        let used = waited.num_seconds() as f64 / lifetime;
+        ideas.push(Idea {
+            kind: IdeaKind::AgeingApproval,
+            title: format!("Waiting for your approval: {what}"),
+            why_now: format!(
+                "asked {} ago ({}); it expires in {} and will not run unless you approve it",
+                humanize(waited),
+                approval.reason,
+                humanize(left)
+            ),
+            due: Some(approval.expires_at),
+            evidence: Vec::new(),
+            confidence: (0.6 + 0.35 * used).min(0.95),
+            key: format!("approval:{}", approval.id),
+            topic: None,
+            action: note(format!("Looked at approval {}: {what}", approval.id)),
+        });
+    }
+    ideas
+}
+
+/// "message to telegram:42: “On my way”", "webhook deploy".
+fn describe_action(action: &serde_json::Value) -> String {
+    let kind = action.get("kind").and_then(|k| k.as_str()).unwrap_or("action");
+    let target = loopgate_policies::ActionView::of(action).map(|v| v.target).unwrap_or_default();
+    let text = action.get("text").and_then(|t| t.as_str()).map(excerpt).filter(|t| !t.is_empty());
+    match (target.is_empty() || target == "self", text) {
+        (true, Some(text)) => format!("{kind}: “{text}”"),
+        (true, None) => kind.to_owned(),
+        (false, Some(text)) => format!("{kind} to {target}: “{text}”"),
+        (false, None) if kind == "message" => format!("message to {target}"),
+        (false, None) => format!("{kind} {target}"),
+    }
 }
 
 /// Words of three letters or more, lowercased: what two texts must share to be "alike".

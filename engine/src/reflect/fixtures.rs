@@ -11,6 +11,7 @@ pub fn ctx() -> Context {
         now: chrono_tz::Europe::Berlin.with_ymd_and_hms(2026, 11, 18, 10, 15, 0).unwrap().with_timezone(&Utc),
         timezone: chrono_tz::Europe::Berlin,
         answer_grace: Duration::hours(2),
+        approval_ageing: Duration::hours(4),
     }
 }
 

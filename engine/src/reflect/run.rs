@@ -38,6 +38,8 @@ pub struct Evidence {
     pub history: Vec<Signal>,
     /// Keys of ideas about habits the owner told loopgate to forget.
     pub forgotten_keys: HashSet<String>,
+    /// Approvals waiting for the owner.
+    pub approvals: Vec<crate::actions::Approval>,
 }
 
 fn signal_ids<S: serde::Serializer>(signals: &[Signal], serializer: S) -> Result<S::Ok, S::Error> {
@@ -109,6 +111,7 @@ pub fn ideas(evidence: &Evidence, ctx: &Context) -> Vec<Idea> {
     ideas.extend(detect::unreplied_mail(&evidence.signals, ctx));
     ideas.extend(detect::watched(&evidence.signals, &evidence.memories, ctx));
     ideas.extend(habits::recurring(&evidence.history, ctx));
+    ideas.extend(detect::ageing_approvals(&evidence.approvals, ctx));
     ideas
 }
 
@@ -266,6 +269,7 @@ pub fn evidence_summary(evidence: &Evidence) -> serde_json::Value {
         "memories": memories,
         "known_suggestions": live,
         "owner_history_signals": evidence.history.len(),
+        "pending_approvals": evidence.approvals.iter().map(|a| a.id).collect::<Vec<_>>(),
     })
 }
 

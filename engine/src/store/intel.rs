@@ -13,6 +13,7 @@ use sqlx::{Acquire, Connection};
 
 use super::intel_sql::{self, HeartbeatRow, RunRow, SuggestionRow, SurfaceRow};
 use super::{Pools, Store, StoreError};
+use crate::actions::NewTask;
 use crate::clock::{from_millis, to_millis};
 use crate::learning::{self, StoredWeight};
 use crate::memory::RememberOutcome;
@@ -150,6 +151,10 @@ pub struct Upkeep {
     pub came_due: Vec<SuggestionId>,
     pub expired: Vec<SuggestionId>,
     pub ignored: Vec<SuggestionId>,
+    /// Approvals nobody decided in time; their tasks were cancelled.
+    pub approvals_expired: Vec<crate::actions::ApprovalId>,
+    /// Queued tasks run (left by a restart, or held while stopped).
+    pub tasks_run: Vec<crate::actions::TaskId>,
 }
 
 impl Upkeep {
@@ -246,6 +251,13 @@ macro_rules! apply_nudges {
             $sql::put_weight($conn, dimension, &key, learning::nudged(current, delta), to_millis($now)).await?;
         }
     }};
+}
+
+fn edited_action_of(response: &Response) -> Option<&serde_json::Value> {
+    match response {
+        Response::Edit { action } => Some(action),
+        _ => None,
+    }
 }
 
 fn memory_id(outcome: &RememberOutcome) -> Option<i64> {
@@ -380,6 +392,7 @@ impl Store {
         response: &Response,
         responder: &Responder,
         timezone: Tz,
+        task: Option<&NewTask>,
     ) -> Result<Responded, RespondError> {
         let now = self.clock().now();
         if let Response::Snooze { until } = response
@@ -388,53 +401,74 @@ impl Store {
             return Err(RespondError::Invalid("snooze_until must be in the future".into()));
         }
         let hour = now.with_timezone(&timezone).hour();
-        let result: Result<Responded, RespondError> = in_write_tx!(self, |tx, sql| {
-            match load_one!(sql, &mut tx, id) {
-                None => Err(RespondError::NotFound(id)),
-                Some(current) if !current.state.is_answerable() => Err(RespondError::AlreadyDecided {
-                    state: current.state,
-                    decision: current.decision,
-                    snoozed_until: current.snoozed_until,
-                }),
-                Some(current) => {
-                    let edited = match response {
-                        Response::Edit { action } => Some(action.to_string()),
-                        _ => None,
-                    };
-                    let change = sql::Change {
-                        decided: Some((&responder.by, &responder.via)),
-                        snoozed_until: match response {
-                            Response::Snooze { until } => Some(to_millis(*until)),
+        let result: Result<(Responded, Option<crate::actions::TaskId>), RespondError> =
+            in_write_tx!(self, |tx, sql| {
+                match load_one!(sql, &mut tx, id) {
+                    None => Err(RespondError::NotFound(id)),
+                    Some(current) if !current.state.is_answerable() => Err(RespondError::AlreadyDecided {
+                        state: current.state,
+                        decision: current.decision,
+                        snoozed_until: current.snoozed_until,
+                    }),
+                    Some(current) => {
+                        let edited = match response {
+                            Response::Edit { action } => Some(action.to_string()),
                             _ => None,
-                        },
-                        edited_action: edited.as_deref(),
-                        ..sql::Change::default()
-                    };
-                    let to = response.resulting_state();
-                    if !sql::transition(&mut tx, id, current.revision, to, to_millis(now), change).await? {
-                        // Lost a race inside the same database: whoever won is on record.
-                        let now_row = load_one!(sql, &mut tx, id).ok_or(RespondError::NotFound(id))?;
-                        Err(RespondError::AlreadyDecided {
-                            state: now_row.state,
-                            decision: now_row.decision,
-                            snoozed_until: now_row.snoozed_until,
-                        })
-                    } else {
-                        sql::add_event(&mut tx, id, DeliveryKind::Decided, current.revision + 1, to_millis(now))
-                            .await?;
-                        let nudges = learning::nudges(Some(response), &current.class, &current.source, hour);
-                        apply_nudges!(sql, &mut tx, nudges, now);
-                        let memory = match learning::memory_from(Some(response), &current) {
-                            Some(candidate) => memory_id(&sql::remember(&mut tx, &candidate, to_millis(now)).await?),
-                            None => None,
                         };
-                        let suggestion = load_one!(sql, &mut tx, id).ok_or(RespondError::NotFound(id))?;
-                        Ok(Responded { suggestion, memory_id: memory })
+                        let change = sql::Change {
+                            decided: Some((&responder.by, &responder.via)),
+                            snoozed_until: match response {
+                                Response::Snooze { until } => Some(to_millis(*until)),
+                                _ => None,
+                            },
+                            edited_action: edited.as_deref(),
+                            ..sql::Change::default()
+                        };
+                        let to = response.resulting_state();
+                        if !sql::transition(&mut tx, id, current.revision, to, to_millis(now), change).await? {
+                            // Lost a race inside the same database: whoever won is on record.
+                            let now_row = load_one!(sql, &mut tx, id).ok_or(RespondError::NotFound(id))?;
+                            Err(RespondError::AlreadyDecided {
+                                state: now_row.state,
+                                decision: now_row.decision,
+                                snoozed_until: now_row.snoozed_until,
+                            })
+                        } else {
+                            sql::add_event(&mut tx, id, DeliveryKind::Decided, current.revision + 1, to_millis(now))
+                                .await?;
+                            let nudges = learning::nudges(Some(response), &current.class, &current.source, hour);
+                            apply_nudges!(sql, &mut tx, nudges, now);
+                            let memory = match learning::memory_from(Some(response), &current) {
+                                Some(candidate) => {
+                                    memory_id(&sql::remember(&mut tx, &candidate, to_millis(now)).await?)
+                                }
+                                None => None,
+                            };
+                            let detail = serde_json::json!({
+                                "response": response.name(),
+                                "title": current.title,
+                                "edited_action": edited_action_of(response),
+                                "memory_id": memory,
+                            });
+                            let event = format!("suggestion.{}", to.as_str());
+                            let (who, subject) =
+                                ((responder.by.as_str(), responder.via.as_str()), format!("suggestion:{id}"));
+                            sql::actions::audit(&mut tx, to_millis(now), who, &event, &subject, &detail).await?;
+                            let task_id = match task {
+                                Some(new) => Some(record_task!(sql::actions, &mut tx, new, to_millis(now))),
+                                None => None,
+                            };
+                            let suggestion = load_one!(sql, &mut tx, id).ok_or(RespondError::NotFound(id))?;
+                            Ok((Responded { suggestion, memory_id: memory, task: None }, task_id))
+                        }
                     }
                 }
-            }
-        });
-        result
+            });
+        let (mut responded, task_id) = result?;
+        if let Some(task_id) = task_id {
+            responded.task = self.task(task_id).await?;
+        }
+        Ok(responded)
     }
 
     /// Brings back what is due (scheduled and snoozed suggestions whose time has come, with

@@ -173,6 +173,8 @@ macro_rules! intel_sql {
             use sqlx::QueryBuilder;
 
             pub(crate) use $remember as remember;
+            /// Tasks and the audit log, for answers that create a task in the same commit.
+            pub(crate) use crate::store::actions_sql::$module as actions;
 
             use super::{
                 DueRow, HeartbeatRow, RUN_COLUMNS, RunRow, SUGGESTION_COLUMNS, SuggestionRow, SurfaceRow, WeightRow,

@@ -6,7 +6,10 @@
 //! transaction instead of many. Reads go straight to a connection pool.
 
 #[macro_use]
+mod actions_sql;
+#[macro_use]
 mod intel;
+mod actions;
 mod intel_sql;
 mod memories;
 mod memory_sql;
@@ -444,7 +447,8 @@ fn sqlite_migrator() -> Migrator {
             (2, "memory", "0002_memory.sql"),
             (3, "intelligence", "0003_intelligence.sql"),
             (4, "policy and habits", "0004_policy_and_habits.sql"),
-            (5, "outbox", "0005_outbox.sql")
+            (5, "outbox", "0005_outbox.sql"),
+            (6, "tasks and approvals", "0006_tasks_and_approvals.sql")
         ]
     )
 }
@@ -457,7 +461,8 @@ fn postgres_migrator() -> Migrator {
             (2, "memory", "0002_memory.sql"),
             (3, "intelligence", "0003_intelligence.sql"),
             (4, "policy and habits", "0004_policy_and_habits.sql"),
-            (5, "outbox", "0005_outbox.sql")
+            (5, "outbox", "0005_outbox.sql"),
+            (6, "tasks and approvals", "0006_tasks_and_approvals.sql")
         ]
     )
 }

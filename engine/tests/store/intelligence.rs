@@ -18,7 +18,7 @@ conformance!(
     only_the_owner_and_allowed_accounts_answer_from_a_channel,
 );
 
-fn settings(data_dir: &std::path::Path) -> Settings {
+pub fn settings(data_dir: &std::path::Path) -> Settings {
     let rules = Rules {
         cooldown: Duration::minutes(30),
         cooldown_after_failure: Duration::minutes(5),
@@ -34,7 +34,7 @@ fn intelligence(h: &Harness, data_dir: &std::path::Path) -> Arc<Intelligence> {
     Intelligence::new(h.store.clone(), settings(data_dir))
 }
 
-fn said(id: &str, who: &str, is_owner: bool, chat: &str, at: DateTime<Utc>, text: &str) -> NewSignal {
+pub fn said(id: &str, who: &str, is_owner: bool, chat: &str, at: DateTime<Utc>, text: &str) -> NewSignal {
     let mut signal = NewSignal::new(Source::parse("telegram").unwrap(), SignalKind::parse("message").unwrap(), text);
     signal.external_id = Some(id.into());
     signal.actor = Some(Actor { id: who.into(), name: Some(who.into()), is_owner });
@@ -43,7 +43,7 @@ fn said(id: &str, who: &str, is_owner: bool, chat: &str, at: DateTime<Utc>, text
     signal
 }
 
-fn question(id: &str, who: &str, at: DateTime<Utc>) -> NewSignal {
+pub fn question(id: &str, who: &str, at: DateTime<Utc>) -> NewSignal {
     said(id, who, false, who, at - Duration::hours(3), "could you check the numbers?")
 }
 

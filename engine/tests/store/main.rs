@@ -4,6 +4,7 @@ mod intelligence;
 mod ledger;
 mod memory;
 mod outbox;
+mod tasks;
 
 use std::future::Future;
 use std::sync::Arc;
