@@ -41,6 +41,9 @@ impl Application {
             .with_context(|| format!("listening on {} (is another loopgate running?)", settings.listen))?;
         let address = listener.local_addr()?;
         let intelligence = Intelligence::new(store.clone(), settings.intelligence.clone());
+        // Before serving: a task a crash left running may have had its effect, so it is
+        // failed here rather than run again by the next pulse.
+        intelligence.recover_tasks().await.context("recovering tasks interrupted by a restart")?;
         let state = AppState {
             store,
             intelligence,

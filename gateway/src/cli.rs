@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use loopgate_engine::actions::{ApprovalState, Verdict};
 use loopgate_engine::heartbeat::Outcome;
 use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::suggestion::{Responder, SuggestionState};
@@ -63,10 +64,36 @@ pub enum Command {
     /// List suggestions or answer one
     #[command(subcommand)]
     Suggestions(SuggestionsCommand),
+    /// List approvals or decide one
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Kill switch: pause the heartbeat; nothing new is thought about or dispatched
     Stop,
     /// Release the kill switch
     Resume,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Newest first
+    List {
+        /// pending (default), all, approved, denied or expired
+        #[arg(long, default_value = "pending")]
+        state: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve or deny one; approving runs its task now
+    Decide {
+        id: i64,
+        /// approve or deny
+        decision: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +228,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Memory(command) => memory(settings, command).await,
             Command::Pulse { scheduled, json } => pulse(settings, scheduled, json).await,
             Command::Suggestions(command) => suggestions(settings, command).await,
+            Command::Approvals(command) => approvals(settings, command).await,
             Command::Stop => kill_switch(settings, true).await,
             Command::Resume => kill_switch(settings, false).await,
             Command::Doctor => unreachable!("handled above"),
@@ -411,6 +439,60 @@ async fn run_suggestions(intel: &Intelligence, command: SuggestionsCommand) -> a
                 println!("{}", serde_json::to_string(&responded)?);
             } else {
                 println!("suggestion {id}: {}", responded.suggestion.state);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn approvals(settings: Settings, command: ApprovalsCommand) -> anyhow::Result<()> {
+    let intel = intelligence(&settings).await?;
+    let result = run_approvals(&intel, command).await;
+    intel.store().close().await;
+    result
+}
+
+async fn run_approvals(intel: &Intelligence, command: ApprovalsCommand) -> anyhow::Result<()> {
+    match command {
+        ApprovalsCommand::List { state, limit, json } => {
+            let states: Vec<ApprovalState> =
+                match state.as_str() {
+                    "all" => Vec::new(),
+                    one => vec![ApprovalState::parse(one).with_context(|| {
+                        format!("state {one:?} is not one of pending, approved, denied, expired, all")
+                    })?],
+                };
+            let list = intel.store().approvals(&states, limit).await?;
+            for a in &list {
+                if json {
+                    println!("{}", serde_json::to_string(a)?);
+                } else {
+                    let kind = a.action.get("kind").and_then(|k| k.as_str()).unwrap_or("action");
+                    println!("{:>6}  {:<8}  {} risk  {kind}: {}", a.id, a.state.as_str(), a.risk.as_str(), a.reason);
+                    println!("        {}", a.action);
+                    match &a.decision {
+                        Some(d) => println!("        {} via {} by {} at {}", a.state, d.via, d.by, d.at.to_rfc3339()),
+                        None => println!("        expires {}", a.expires_at.to_rfc3339()),
+                    }
+                }
+            }
+            if list.is_empty() && !json {
+                println!("no approvals");
+            }
+        }
+        ApprovalsCommand::Decide { id, decision, json } => {
+            let verdict = Verdict::parse(decision.trim())
+                .with_context(|| format!("decision must be approve or deny, not {decision:?}"))?;
+            // Typed at the owner's own shell.
+            let responder = Responder { by: "owner".into(), via: "cli".into() };
+            let (approval, task) = intel.decide(id, verdict, &responder).await?;
+            if json {
+                println!("{}", serde_json::json!({"approval": approval, "task": task}));
+            } else {
+                println!("approval {id}: {}; task {}: {}", approval.state, task.id, task.state);
+                if let Some(error) = &task.error {
+                    println!("        {error}");
+                }
             }
         }
     }

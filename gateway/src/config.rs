@@ -32,7 +32,24 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     pub suggestions: SuggestionsConfig,
     pub policy: PolicyConfig,
+    pub approvals: ApprovalsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// How long an approval waits for a decision; then it expires and its task is
+    /// cancelled, never run.
+    pub expires: ConfigDuration,
+    /// How long a pending approval waits before reflection suggests deciding it.
+    pub remind_after: ConfigDuration,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> ApprovalsConfig {
+        ApprovalsConfig { expires: ConfigDuration::secs(24 * 3600), remind_after: ConfigDuration::secs(4 * 3600) }
+    }
 }
 
 /// The owner's rules for actions (`[[policy.rules]]`): each `allow`, `ask` or `deny`s the
@@ -510,6 +527,8 @@ impl Config {
             ("heartbeat.lookback", h.lookback, 3600, "use at least \"1h\""),
             ("suggestions.expires_after", self.suggestions.expires_after, 60, "use at least \"1m\""),
             ("suggestions.ignore_after", self.suggestions.ignore_after, 60, "use at least \"1m\""),
+            ("approvals.expires", self.approvals.expires, 60, "use at least \"1m\""),
+            ("approvals.remind_after", self.approvals.remind_after, 60, "use at least \"1m\""),
         ] {
             if value.0 < Duration::from_secs(least) {
                 problem(key, format!("{} is too short", humantime::format_duration(value.0)), fix);
@@ -583,6 +602,8 @@ impl Config {
         settings.ignore_after = self.suggestions.ignore_after.to_chrono();
         settings.policy = Policy::new(self.policy.rules.clone());
         settings.answerers = self.identities();
+        settings.approvals_expire = self.approvals.expires.to_chrono();
+        settings.approval_ageing = self.approvals.remind_after.to_chrono();
         settings
     }
 

@@ -147,4 +147,21 @@ fn pulse_list_and_answer_suggestions_from_the_shell() {
     assert_eq!(ok(&["resume"]).trim(), "resumed");
     assert!(ok(&["pulse"]).starts_with("reflect: run by hand"));
     assert!(ok(&["suggestions", "list", "--state", "edited"]).contains("edited"));
+
+    // The edited reply waits for an approval; the shell can see and decide it.
+    let pending = ok(&["approvals", "list", "--json"]);
+    let approvals: Vec<serde_json::Value> = pending.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(approvals.len(), 1, "{pending}");
+    assert_eq!(approvals[0]["action"]["text"], "Sent it this morning");
+    let approval = approvals[0]["id"].as_i64().unwrap().to_string();
+    assert!(ok(&["approvals", "list"]).contains("medium risk  message"), "table");
+    let (code, _, stderr) = run_cli(&config, &["approvals", "decide", &approval, "perhaps"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("decision must be approve or deny"), "{stderr}");
+    let out = ok(&["approvals", "decide", &approval, "deny"]);
+    assert!(out.starts_with(&format!("approval {approval}: denied; task ")) && out.contains(": cancelled"), "{out}");
+    let (code, _, stderr) = run_cli(&config, &["approvals", "decide", &approval, "approve"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already decided: denied via cli by owner"), "{stderr}");
+    assert_eq!(ok(&["approvals", "list"]).trim(), "no approvals");
 }

@@ -2,6 +2,7 @@
 //! fresh database each, and the real binary where a process boundary matters (kill -9,
 //! signals, CLI exit codes).
 
+mod actions_api;
 mod cli;
 mod habits_and_policy;
 mod helpers;

@@ -42,11 +42,11 @@ pub async fn heartbeat(State(state): State<AppState>) -> Result<Json<HeartbeatSt
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    state: Option<String>,
-    limit: Option<u32>,
+    pub(super) state: Option<String>,
+    pub(super) limit: Option<u32>,
 }
 
-fn limit(value: Option<u32>, default: u32) -> Result<u32, ApiError> {
+pub(super) fn limit(value: Option<u32>, default: u32) -> Result<u32, ApiError> {
     let limit = value.unwrap_or(default);
     if (1..=MAX_LIMIT).contains(&limit) {
         Ok(limit)

@@ -3,6 +3,7 @@
 //! API Boundary: this module is the only place that knows HTTP. Handlers translate
 //! requests into engine calls and engine answers into JSON, nothing more.
 
+mod actions;
 mod auth;
 mod error;
 mod extract;
@@ -57,6 +58,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/suggestions", get(intel::suggestions))
         .route("/api/suggestions/{id}", get(intel::suggestion))
         .route("/api/suggestions/{id}/respond", post(intel::respond))
+        .route("/api/tasks", post(actions::submit).get(actions::tasks))
+        .route("/api/tasks/{id}", get(actions::task))
+        .route("/api/approvals", get(actions::approvals))
+        .route("/api/approvals/{id}", get(actions::approval))
+        .route("/api/approvals/{id}/decide", post(actions::decide))
+        .route("/api/audit", get(actions::audit))
         .route("/api/stop", post(intel::stop))
         .route("/api/resume", post(intel::resume))
         .route("/metrics", get(health::metrics))
