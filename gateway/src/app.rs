@@ -40,7 +40,8 @@ impl Application {
             .await
             .with_context(|| format!("listening on {} (is another loopgate running?)", settings.listen))?;
         let address = listener.local_addr()?;
-        let intelligence = Intelligence::new(store.clone(), settings.intelligence.clone());
+        let executor = crate::executor::Actions::new(&settings.webhooks, &settings.commands);
+        let intelligence = Intelligence::with_executor(store.clone(), settings.intelligence.clone(), executor);
         // Before serving: a task a crash left running may have had its effect, so it is
         // failed here rather than run again by the next pulse.
         intelligence.recover_tasks().await.context("recovering tasks interrupted by a restart")?;

@@ -344,7 +344,9 @@ async fn run_memory(store: &Store, command: MemoryCommand) -> anyhow::Result<()>
 
 async fn intelligence(settings: &Settings) -> anyhow::Result<Arc<Intelligence>> {
     let store = open_store(settings).await?;
-    Ok(Intelligence::new(store, settings.intelligence.clone()))
+    // An approval decided at the shell runs its task here, with the same endpoints.
+    let executor = crate::executor::Actions::new(&settings.webhooks, &settings.commands);
+    Ok(Intelligence::with_executor(store, settings.intelligence.clone(), executor))
 }
 
 async fn pulse(settings: Settings, scheduled: bool, json: bool) -> anyhow::Result<()> {

@@ -33,7 +33,52 @@ pub struct Config {
     pub suggestions: SuggestionsConfig,
     pub policy: PolicyConfig,
     pub approvals: ApprovalsConfig,
+    /// Named endpoints the `webhook` action may call (`[[webhook]]`).
+    pub webhook: Vec<WebhookConfig>,
+    /// Named commands the `command` action may run (`[[command]]`).
+    pub command: Vec<CommandConfig>,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    /// POST (default), PUT or PATCH.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Header name → the environment variable holding its value (a secret never sits in
+    /// the file).
+    #[serde(default)]
+    pub headers_env: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: ConfigDuration,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+fn default_webhook_timeout() -> ConfigDuration {
+    ConfigDuration::secs(10)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    pub name: String,
+    /// The program, run directly (never through a shell).
+    pub program: PathBuf,
+    /// Its arguments, fixed here: nothing from a message ever becomes one.
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default = "default_command_timeout")]
+    pub timeout: ConfigDuration,
+}
+
+fn default_command_timeout() -> ConfigDuration {
+    ConfigDuration::secs(300)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -546,6 +591,74 @@ impl Config {
                 );
             }
         }
+        let mut webhooks = Vec::new();
+        for (n, hook) in self.webhook.iter().enumerate() {
+            let key = |field: &str| format!("webhook[{n}].{field}");
+            if hook.name.trim().is_empty() || self.webhook[..n].iter().any(|h| h.name == hook.name) {
+                problem(
+                    &key("name"),
+                    format!("{:?} is empty or used twice", hook.name),
+                    "give each webhook its own name",
+                );
+            }
+            let scheme_ok = hook.url.starts_with("https://") || hook.url.starts_with("http://");
+            if !scheme_ok || hook.url.parse::<axum::http::Uri>().is_err() {
+                problem(
+                    &key("url"),
+                    format!("{:?} is not an http(s) URL", hook.url),
+                    "write it like \"https://host/path\"",
+                );
+            }
+            let method = hook.method.to_ascii_uppercase();
+            if !["POST", "PUT", "PATCH"].contains(&method.as_str()) {
+                problem(&key("method"), format!("{:?} is not POST, PUT or PATCH", hook.method), "use POST");
+            }
+            let mut headers = Vec::new();
+            for (header, var) in &hook.headers_env {
+                match env(var).filter(|v| !v.is_empty()) {
+                    Some(value) => headers.push((header.clone(), value)),
+                    None => problem(
+                        &key("headers_env"),
+                        format!("the environment variable {var} (for header {header}) is not set"),
+                        &format!("export {var}=<the header's value>"),
+                    ),
+                }
+            }
+            webhooks.push(Webhook {
+                name: hook.name.clone(),
+                url: hook.url.clone(),
+                method,
+                headers,
+                timeout: hook.timeout.0,
+            });
+        }
+        for (n, command) in self.command.iter().enumerate() {
+            let key = |field: &str| format!("command[{n}].{field}");
+            if command.name.trim().is_empty() || self.command[..n].iter().any(|c| c.name == command.name) {
+                problem(
+                    &key("name"),
+                    format!("{:?} is empty or used twice", command.name),
+                    "give each command its own name",
+                );
+            }
+            if !command.program.is_absolute() {
+                problem(
+                    &key("program"),
+                    format!("{} is not an absolute path", command.program.display()),
+                    "name the program by its full path, like \"/usr/local/bin/backup\"",
+                );
+            }
+        }
+        let commands = self
+            .command
+            .iter()
+            .map(|c| NamedCommand {
+                name: c.name.clone(),
+                program: c.program.clone(),
+                args: c.args.clone(),
+                timeout: c.timeout.0,
+            })
+            .collect();
         if self.suggestions.max_active == 0 {
             problem("suggestions.max_active", "0 would never suggest anything".into(), "use 1 or more");
         }
@@ -559,6 +672,8 @@ impl Config {
 
         match (listen, timezone, problems.is_empty()) {
             (Some(listen), Some(timezone), true) => Ok(Settings {
+                webhooks,
+                commands,
                 listen,
                 api_token,
                 max_body_bytes: self.server.max_body_bytes,
@@ -675,6 +790,8 @@ fn merge_into(dict: &mut figment::value::Dict, key: String, value: figment::valu
 /// The configuration after validation, in the types the program uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub webhooks: Vec<Webhook>,
+    pub commands: Vec<NamedCommand>,
     pub listen: SocketAddr,
     pub api_token: Option<String>,
     pub max_body_bytes: usize,
@@ -688,6 +805,25 @@ pub struct Settings {
     /// How often the heartbeat pulses on its own.
     pub heartbeat_interval: Duration,
     pub intelligence: IntelSettings,
+}
+
+/// A `[[webhook]]` with its secrets read.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// A `[[command]]`, ready to run.
+#[derive(Debug, Clone)]
+pub struct NamedCommand {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub timeout: Duration,
 }
 
 #[cfg(test)]
@@ -842,6 +978,34 @@ mod tests {
             let err = load(bad, &[]).unwrap_err().to_string();
             assert!(err.contains(named), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn webhooks_and_commands_are_named_checked_and_read_their_secrets_from_the_environment() {
+        let text = "[[webhook]]\nname = \"deploy\"\nurl = \"https://ci.example.org/hook\"\n\
+                    headers_env = { Authorization = \"HOOK_AUTH\" }\n\n\
+                    [[command]]\nname = \"backup\"\nprogram = \"/usr/local/bin/backup\"\nargs = [\"--quick\"]\n";
+        let config = load(text, &[]).unwrap();
+        let env = |name: &str| (name == "HOOK_AUTH").then(|| "Bearer s3cret".to_owned());
+        let settings = config.resolve(&env).unwrap();
+        assert_eq!(settings.webhooks[0].headers, [("Authorization".to_owned(), "Bearer s3cret".to_owned())]);
+        assert_eq!(
+            (settings.webhooks[0].method.as_str(), settings.webhooks[0].timeout),
+            ("POST", Duration::from_secs(10))
+        );
+        assert_eq!(settings.commands[0].args, ["--quick"]);
+
+        let ConfigError::Invalid(problems) = config.resolve(&no_env).unwrap_err() else { panic!() };
+        assert_eq!(problems[0].key, "webhook[0].headers_env");
+        assert_eq!(problems[0].fix, "export HOOK_AUTH=<the header's value>");
+
+        let bad = "[[webhook]]\nname = \"a\"\nurl = \"ftp://x\"\nmethod = \"DELETE\"\n\
+                   [[webhook]]\nname = \"a\"\nurl = \"http://x/\"\n\
+                   [[command]]\nname = \"rm\"\nprogram = \"rm\"\n";
+        let ConfigError::Invalid(problems) = load(bad, &[]).unwrap().resolve(&no_env).unwrap_err() else { panic!() };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["webhook[0].url", "webhook[0].method", "webhook[1].name", "command[0].program"]);
+        assert!(load("[[command]]\nname = \"x\"\nprogram = \"/bin/x\"\nshell = \"sh -c\"\n", &[]).is_err());
     }
 
     #[test]

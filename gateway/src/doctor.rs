@@ -99,6 +99,7 @@ fn check(config_path: Option<&Path>) -> Report {
         );
     }
     check_data_dir(&settings, &mut report);
+    check_commands(&settings, &mut report);
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(async {
             check_database(&settings, &mut report).await;
@@ -107,6 +108,32 @@ fn check(config_path: Option<&Path>) -> Report {
         Err(e) => report.add(Level::Fail, "runtime", format!("cannot start the async runtime: {e}"), None),
     }
     report
+}
+
+/// A configured command whose program is missing fails only when approved, long after
+/// the owner configured it; say so now.
+fn check_commands(settings: &Settings, report: &mut Report) {
+    use std::os::unix::fs::PermissionsExt;
+    for (n, command) in settings.commands.iter().enumerate() {
+        let key = format!("command[{n}].program");
+        match std::fs::metadata(&command.program) {
+            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+                report.add(Level::Ok, key, format!("{} runs {}", command.name, command.program.display()), None)
+            }
+            Ok(_) => report.add(
+                Level::Fail,
+                key,
+                format!("{} is not an executable file", command.program.display()),
+                Some("point program at an executable, or chmod +x it".into()),
+            ),
+            Err(e) => report.add(
+                Level::Fail,
+                key,
+                format!("{}: {e}", command.program.display()),
+                Some("install the program or correct its path".into()),
+            ),
+        }
+    }
 }
 
 fn check_data_dir(settings: &Settings, report: &mut Report) {

@@ -7,5 +7,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod executor;
 pub mod http;
 pub mod telemetry;

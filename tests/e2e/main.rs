@@ -4,6 +4,7 @@
 
 mod actions_api;
 mod cli;
+mod executor;
 mod habits_and_policy;
 mod helpers;
 mod intelligence;

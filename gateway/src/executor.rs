@@ -1,0 +1,130 @@
+//! Runs actions with an outside effect for the engine: the owner's named webhooks and
+//! named commands. Nothing here decides whether to run; policy and approvals did that.
+//!
+//! A command is its configured program and arguments, run directly — never through a
+//! shell — and the action's parameters reach it only as JSON on its standard input, so no
+//! text from a message can become an argument or a shell word.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use loopgate_engine::actions::{Executor, Task};
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{NamedCommand, Webhook};
+
+/// Most of a response body or a command's output kept on the task.
+const MAX_OUTPUT_CHARS: usize = 4096;
+
+pub struct Actions {
+    webhooks: HashMap<String, Webhook>,
+    commands: HashMap<String, NamedCommand>,
+    http: reqwest::Client,
+}
+
+type Running<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+
+impl Actions {
+    pub fn new(webhooks: &[Webhook], commands: &[NamedCommand]) -> Arc<Actions> {
+        Arc::new(Actions {
+            webhooks: webhooks.iter().map(|w| (w.name.clone(), w.clone())).collect(),
+            commands: commands.iter().map(|c| (c.name.clone(), c.clone())).collect(),
+            // Webhooks name their own hosts; a redirect elsewhere is not followed.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("loopgate/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("an HTTP client with default TLS roots"),
+        })
+    }
+
+    async fn call(&self, task: &Task) -> Result<serde_json::Value, String> {
+        let hook = self
+            .webhooks
+            .get(&task.target)
+            .ok_or_else(|| format!("no webhook named {:?} is configured", task.target))?;
+        let body = serde_json::json!({
+            "task": task.id,
+            "reason": task.reason,
+            "payload": task.action.get("payload").cloned().unwrap_or(serde_json::Value::Null),
+        });
+        let method = reqwest::Method::from_bytes(hook.method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request = self
+            .http
+            .request(method, &hook.url)
+            .timeout(hook.timeout)
+            // Lets the receiver drop a repeat of the same task, should one ever come.
+            .header("Idempotency-Key", format!("loopgate-task-{}", task.id))
+            .json(&body);
+        for (name, value) in &hook.headers {
+            request = request.header(name, value);
+        }
+        let response =
+            request.send().await.map_err(|e| format!("calling webhook {}: {}", hook.name, without_url(e)))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let text: String = text.chars().take(MAX_OUTPUT_CHARS).collect();
+        if status.is_success() {
+            Ok(serde_json::json!({"status": status.as_u16(), "body": text}))
+        } else {
+            Err(format!("webhook {} answered {status}: {text}", hook.name))
+        }
+    }
+
+    async fn run_command(&self, task: &Task) -> Result<serde_json::Value, String> {
+        let command = self
+            .commands
+            .get(&task.target)
+            .ok_or_else(|| format!("no command named {:?} is configured", task.target))?;
+        let mut child = tokio::process::Command::new(&command.program)
+            .args(&command.args)
+            .env("LOOPGATE_TASK_ID", task.id.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", command.program.display()))?;
+        let input = serde_json::json!({
+            "task": task.id,
+            "reason": task.reason,
+            "payload": task.action.get("payload").cloned().unwrap_or(serde_json::Value::Null),
+        });
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that does not read its input is fine; a closed pipe is not an error.
+            let _ = stdin.write_all(input.to_string().as_bytes()).await;
+        }
+        let output = tokio::time::timeout(command.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| format!("command {} took longer than {:?} and was stopped", command.name, command.timeout))?
+            .map_err(|e| format!("running command {}: {e}", command.name))?;
+        let clip = |bytes: &[u8]| String::from_utf8_lossy(bytes).chars().take(MAX_OUTPUT_CHARS).collect::<String>();
+        let (stdout, stderr) = (clip(&output.stdout), clip(&output.stderr));
+        match output.status.code() {
+            Some(0) => Ok(serde_json::json!({"exit": 0, "stdout": stdout, "stderr": stderr})),
+            Some(code) => Err(format!("command {} exited with {code}: {}", command.name, stderr.trim())),
+            None => Err(format!("command {} was killed by a signal", command.name)),
+        }
+    }
+}
+
+/// reqwest's errors name the URL, which may carry a token in its query.
+fn without_url(error: reqwest::Error) -> String {
+    if error.is_timeout() { "timed out".into() } else { error.without_url().to_string() }
+}
+
+impl Executor for Actions {
+    fn execute<'a>(&'a self, task: &'a Task) -> Running<'a> {
+        Box::pin(async move {
+            match task.kind.as_str() {
+                "webhook" => self.call(task).await,
+                "command" => self.run_command(task).await,
+                // Channels deliver messages once they run on this loopgate.
+                "message" => Err(format!("no message target {:?} is configured on this loopgate", task.target)),
+                "workflow" => Err(format!("no workflow named {:?} is configured", task.target)),
+                other => Err(format!("{other} actions do not run here")),
+            }
+        })
+    }
+}
