@@ -207,6 +207,13 @@ impl Store {
     /// nobody gave is never taken as given. Returns the expired ids.
     pub async fn expire_approvals(&self) -> Result<Vec<ApprovalId>, StoreError> {
         let at = to_millis(self.clock().now());
+        // Every pulse asks; the write lock is taken only when something is due.
+        let due = on_read!(self, actions_sql, |conn, sql| {
+            sql::approvals(&mut conn, &[ApprovalState::Pending], Some(at), 1).await?
+        });
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(in_write_tx!(self, actions_sql, |tx, sql| {
             let due = sql::approvals(&mut tx, &[ApprovalState::Pending], Some(at), 10_000).await?;
             let mut expired = Vec::with_capacity(due.len());
