@@ -505,16 +505,10 @@ impl Intelligence {
         response: &Response,
         claimant: &Claimant,
     ) -> Result<Responded, RespondError> {
-        if !self.settings.answerers.may_answer(&claimant.channel, &claimant.user_id) {
-            metrics::counter!("loopgate_unauthorized_answers_total", "channel" => claimant.channel.clone())
-                .increment(1);
-            tracing::warn!(suggestion = id, channel = %claimant.channel, user = %claimant.user_id, "refused an answer");
-            return Err(RespondError::Unauthorized {
-                channel: claimant.channel.clone(),
-                user_id: claimant.user_id.clone(),
-            });
-        }
-        self.respond(id, response, &claimant.responder()).await
+        let responder = self.authorize(claimant, &format!("suggestion:{id}")).ok_or_else(|| {
+            RespondError::Unauthorized { channel: claimant.channel.clone(), user_id: claimant.user_id.clone() }
+        })?;
+        self.respond(id, response, &responder).await
     }
 
     pub async fn status(&self) -> Result<HeartbeatStatus, StoreError> {

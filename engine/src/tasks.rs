@@ -198,16 +198,10 @@ impl Intelligence {
         verdict: Verdict,
         claimant: &Claimant,
     ) -> Result<(Approval, Task), DecideError> {
-        if !self.settings.answerers.may_answer(&claimant.channel, &claimant.user_id) {
-            metrics::counter!("loopgate_unauthorized_answers_total", "channel" => claimant.channel.clone())
-                .increment(1);
-            tracing::warn!(approval = id, channel = %claimant.channel, user = %claimant.user_id, "refused a decision");
-            return Err(DecideError::Unauthorized {
-                channel: claimant.channel.clone(),
-                user_id: claimant.user_id.clone(),
-            });
-        }
-        self.decide(id, verdict, &claimant.responder()).await
+        let responder = self.authorize(claimant, &format!("approval:{id}")).ok_or_else(|| {
+            DecideError::Unauthorized { channel: claimant.channel.clone(), user_id: claimant.user_id.clone() }
+        })?;
+        self.decide(id, verdict, &responder).await
     }
 
     /// What every pulse does for tasks: expire approvals nobody gave, and (unless the kill
@@ -231,6 +225,19 @@ impl Intelligence {
             tracing::warn!(?failed, "tasks interrupted by a restart were failed, not run again");
         }
         Ok(failed)
+    }
+}
+
+impl Intelligence {
+    /// Whether a chat user may answer about `subject`, decided here for every channel;
+    /// a refusal is counted and logged.
+    pub(crate) fn authorize(&self, claimant: &Claimant, subject: &str) -> Option<Responder> {
+        if self.settings.answerers.may_answer(&claimant.channel, &claimant.user_id) {
+            return Some(claimant.responder());
+        }
+        metrics::counter!("loopgate_unauthorized_answers_total", "channel" => claimant.channel.clone()).increment(1);
+        tracing::warn!(subject, channel = %claimant.channel, user = %claimant.user_id, "refused an answer");
+        None
     }
 }
 

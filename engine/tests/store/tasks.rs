@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::Duration;
 use loopgate_engine::actions::{ApprovalState, DecideError, Executor, Task, TaskState, Verdict};
 use loopgate_engine::intelligence::Intelligence;
-use loopgate_engine::suggestion::{Responder, Response, Suggestion, SuggestionState};
+use loopgate_engine::suggestion::{Claimant, Responder, Response, Suggestion, SuggestionState};
 use loopgate_engine::{Clock, Retention};
 
 use crate::intelligence::{question, said, settings};
@@ -156,9 +156,21 @@ async fn denied_and_expired_approvals_never_run(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let (intel, counting, _, question) = setup(&h, dir.path()).await;
     let first = intel.respond(question.id, &Response::Act, &owner()).await.unwrap().task.unwrap();
-    let (approval, task) = intel.decide(first.approval_id.unwrap(), Verdict::Deny, &owner()).await.unwrap();
+    let approval_id = first.approval_id.unwrap();
+    // From a chat, only someone allowed to answer may decide; anyone else changes nothing.
+    let stranger = Claimant { channel: "telegram".into(), user_id: "666".into(), name: Some("Mallory".into()) };
+    let refused = intel.decide_from(approval_id, Verdict::Approve, &stranger).await.unwrap_err();
+    assert!(matches!(refused, DecideError::Unauthorized { .. }), "{refused}");
+    assert_eq!(h.store.approval(approval_id).await.unwrap().unwrap().state, ApprovalState::Pending);
+    assert_eq!(counting.0.load(Ordering::SeqCst), 0);
+    let mut allowed = settings(dir.path());
+    allowed.answerers = loopgate_policies::Identities::new(["100".to_owned()], [], []);
+    let owner_chat = Intelligence::with_executor(h.store.clone(), allowed, counting.clone());
+    let me = Claimant { channel: "telegram".into(), user_id: "100".into(), name: Some("Ana".into()) };
+    let (approval, task) = owner_chat.decide_from(approval_id, Verdict::Deny, &me).await.unwrap();
     assert_eq!((approval.state, task.state), (ApprovalState::Denied, TaskState::Cancelled));
-    assert_eq!(approval.decision.unwrap().by, "owner");
+    let decision = approval.decision.unwrap();
+    assert_eq!((decision.by.as_str(), decision.via.as_str()), ("Ana", "telegram"));
 
     // Two more requests through the API path; nobody answers one, the other is answered
     // too late.
