@@ -470,7 +470,8 @@ pub fn ageing_approvals(approvals: &[crate::actions::Approval], ctx: &Context) -
             evidence: Vec::new(),
             confidence: (0.6 + 0.35 * used).min(0.95),
             key: format!("approval:{}", approval.id),
-            topic: None,
+            // Deciding the approval retires this reminder of it.
+            topic: Some(format!("approval:{}", approval.id)),
             action: note(format!("Looked at approval {}: {what}", approval.id)),
         });
     }

@@ -8,7 +8,7 @@ use super::actions_sql::{self, AuditEntry};
 use super::{Pools, Store, StoreError};
 use crate::actions::{Approval, ApprovalId, ApprovalState, DecideError, NewTask, Task, TaskId, TaskState, Verdict};
 use crate::clock::to_millis;
-use crate::suggestion::Responder;
+use crate::suggestion::{DeliveryKind, Responder, SuggestionState};
 
 /// Who "does" what loopgate does by itself (expiry, recovery), in the audit log.
 pub(crate) const SELF: (&str, &str) = ("loopgate", "engine");
@@ -27,6 +27,20 @@ macro_rules! load_task {
     }};
 }
 
+/// Supersedes the open suggestion reminding the owner of an approval (an
+/// `ageing_approval`, topic `approval:<id>`) once it is decided or expired, so every
+/// surface of that reminder is updated too.
+macro_rules! retire_reminder {
+    ($sql:ident, $tx:expr, $id:expr, $at:expr) => {{
+        for old in $sql::intel::open_on_topic($tx, &format!("approval:{}", $id)).await? {
+            let change = $sql::intel::Change::default();
+            if $sql::intel::transition($tx, old.id, old.revision, SuggestionState::Superseded, $at, change).await? {
+                $sql::intel::add_event($tx, old.id, DeliveryKind::Update, old.revision + 1, $at).await?;
+            }
+        }
+    }};
+}
+
 /// Expires one pending approval and cancels its task, inside an open transaction.
 macro_rules! expire_one {
     ($sql:ident, $tx:expr, $id:expr, $revision:expr, $task_id:expr, $at:expr) => {{
@@ -38,6 +52,7 @@ macro_rules! expire_one {
             $sql::add_event($tx, $task_id, TaskState::Cancelled, why, $at).await?;
             let detail = serde_json::json!({"task": $task_id});
             $sql::audit($tx, $at, SELF, "approval.expired", &format!("approval:{}", $id), &detail).await?;
+            retire_reminder!($sql, $tx, $id, $at);
         }
     }};
 }
@@ -193,6 +208,7 @@ impl Store {
                         &detail,
                     )
                     .await?;
+                    retire_reminder!(sql, &mut tx, id, at);
                     let approval =
                         sql::approval(&mut tx, id).await?.ok_or(DecideError::NotFound(id))?.into_approval()?;
                     let task = load_task!(sql, &mut tx, task_id).ok_or(DecideError::NotFound(id))?;

@@ -186,6 +186,8 @@ macro_rules! actions_sql {
 
             use super::{APPROVAL_COLUMNS, ApprovalRow, AuditEntry, EventRow, TASK_COLUMNS, TaskRow};
             use crate::actions::{ApprovalState, NewTask, TaskState};
+            /// Suggestions, for retiring the reminder about an approval once it is decided.
+            pub(crate) use crate::store::intel_sql::$module as intel;
 
             type Conn = <$db as sqlx::Database>::Connection;
 

@@ -275,4 +275,11 @@ async fn an_approval_left_waiting_is_raised_by_reflection(db: Db) {
     assert!(ageing[0].why_now.contains("expires in 19 hours"), "{}", ageing[0].why_now);
     assert_eq!(ageing[0].expires_at, task.created_at + Duration::hours(24), "gone when the approval is");
     assert_eq!(ageing[0].key, format!("approval:{}", task.approval_id.unwrap()));
+
+    // Deciding the approval retires the reminder, and channels hear of it.
+    intel.decide(task.approval_id.unwrap(), Verdict::Deny, &owner()).await.unwrap();
+    let retired = h.store.suggestion(ageing[0].id).await.unwrap().unwrap();
+    assert_eq!(retired.state, SuggestionState::Superseded);
+    let events = h.store.deliveries("any", 100).await.unwrap();
+    assert!(events.iter().any(|e| e.suggestion.id == retired.id && e.kind.as_str() == "update"), "{events:?}");
 }
