@@ -58,19 +58,14 @@ impl Intelligence {
         response: &Response,
         responder: &Responder,
     ) -> Result<Option<NewTask>, RespondError> {
-        let action = match response {
-            Response::Act => match self.store.suggestion(id).await? {
-                Some(s) => s.action,
-                None => return Err(RespondError::NotFound(id)),
-            },
-            Response::Edit { action } => action.clone(),
+        let (verb, edited) = match response {
+            Response::Act => ("acted on", None),
+            Response::Edit { action } => ("edited", Some(action)),
             Response::Snooze { .. } | Response::Dismiss => return Ok(None),
         };
-        let title = self.store.suggestion(id).await?.map(|s| s.title).unwrap_or_default();
-        let reason = format!(
-            "{} suggestion {id}: {title}",
-            if matches!(response, Response::Act) { "acted on" } else { "edited" }
-        );
+        let suggestion = self.store.suggestion(id).await?.ok_or(RespondError::NotFound(id))?;
+        let action = edited.cloned().unwrap_or(suggestion.action);
+        let reason = format!("{verb} suggestion {id}: {}", suggestion.title);
         self.new_task(&action, &reason, &format!("suggestion:{id}"), responder).map(Some).map_err(RespondError::Invalid)
     }
 

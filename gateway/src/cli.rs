@@ -372,7 +372,14 @@ async fn pulse(settings: Settings, scheduled: bool, json: bool) -> anyhow::Resul
     }
     let u = &report.upkeep;
     if !u.is_empty() {
-        println!("came due {}, expired {}, ignored {}", u.came_due.len(), u.expired.len(), u.ignored.len());
+        println!(
+            "came due {}, expired {}, ignored {}, approvals expired {}, tasks run {}",
+            u.came_due.len(),
+            u.expired.len(),
+            u.ignored.len(),
+            u.approvals_expired.len(),
+            u.tasks_run.len()
+        );
     }
     Ok(())
 }

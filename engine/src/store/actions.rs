@@ -1,7 +1,6 @@
 //! Tasks, approvals and the audit log in the database. Every change of a task or approval
 //! commits with its timeline entry and its audit line.
 
-use chrono::{DateTime, Utc};
 use sqlx::{Acquire, Connection};
 
 use super::actions_sql::{self, AuditEntry};
@@ -18,12 +17,17 @@ macro_rules! load_task {
     ($sql:ident, $conn:expr, $id:expr) => {{
         match $sql::task($conn, $id).await? {
             None => None,
-            Some(row) => {
-                let events = $sql::events($conn, row.id).await?;
-                let timeline = events.into_iter().map(|e| e.into_event()).collect::<Result<Vec<_>, _>>()?;
-                Some(row.into_task(timeline)?)
-            }
+            Some(row) => Some(with_timeline!($sql, $conn, row)),
         }
+    }};
+}
+
+/// A task row read, with its timeline read after it.
+macro_rules! with_timeline {
+    ($sql:ident, $conn:expr, $row:expr) => {{
+        let row = $row;
+        let events = $sql::events($conn, row.id).await?;
+        row.into_task(events.into_iter().map(|e| e.into_event()).collect::<Result<Vec<_>, _>>()?)?
     }};
 }
 
@@ -78,9 +82,7 @@ impl Store {
             let rows = sql::tasks(&mut conn, states, i64::from(limit.max(1))).await?;
             let mut tasks = Vec::with_capacity(rows.len());
             for row in rows {
-                let events = sql::events(&mut conn, row.id).await?;
-                let timeline = events.into_iter().map(|e| e.into_event()).collect::<Result<Vec<_>, _>>()?;
-                tasks.push(row.into_task(timeline)?);
+                tasks.push(with_timeline!(sql, &mut conn, row));
             }
             tasks
         }))
@@ -239,12 +241,6 @@ impl Store {
             }
             expired
         }))
-    }
-
-    /// When the next pending approval expires.
-    pub async fn next_approval_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let pending = self.approvals(&[ApprovalState::Pending], 10_000).await?;
-        Ok(pending.iter().map(|a| a.expires_at).min())
     }
 
     /// Every decision and side effect, newest first.

@@ -159,7 +159,11 @@ pub struct Upkeep {
 
 impl Upkeep {
     pub fn is_empty(&self) -> bool {
-        self.came_due.is_empty() && self.expired.is_empty() && self.ignored.is_empty()
+        self.came_due.is_empty()
+            && self.expired.is_empty()
+            && self.ignored.is_empty()
+            && self.approvals_expired.is_empty()
+            && self.tasks_run.is_empty()
     }
 }
 
