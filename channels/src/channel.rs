@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use loopgate_engine::Store;
+use loopgate_engine::actions::ApprovalDelivery;
 use loopgate_engine::outbox::{NewOutbound, Outbound, SendError, Verification};
 use loopgate_engine::suggestion::Delivery;
 use tokio::sync::{Notify, watch};
@@ -28,8 +29,17 @@ pub struct ChannelContext {
     pub store: Store,
     /// Becomes `true` when the service stops.
     pub shutdown: watch::Receiver<bool>,
-    /// Wakes the channel's outbox worker when something was queued.
-    pub outbox_wake: Arc<Notify>,
+    pub wakes: Wakes,
+}
+
+/// Nudges for a channel's background workers, so a button press shows its outcome at
+/// once rather than at the next poll.
+#[derive(Clone, Default)]
+pub struct Wakes {
+    /// Something was queued in the channel's outbox.
+    pub outbox: Arc<Notify>,
+    /// Something was decided: delivery events are waiting to be rendered.
+    pub deliveries: Arc<Notify>,
 }
 
 /// A send that went through.
@@ -53,6 +63,9 @@ pub trait Channel: Send + Sync + 'static {
     /// The sends that keep this channel's copies true after a delivery event: post a new
     /// suggestion, edit a posted one to show a decision, retract one that expired.
     fn render(&self, delivery: &Delivery) -> Vec<NewOutbound>;
+
+    /// The same for an approval: post it with its two buttons, then show its outcome.
+    fn render_approval(&self, delivery: &ApprovalDelivery) -> Vec<NewOutbound>;
 
     /// Performs one send. The error says whether trying again can help.
     fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>>;

@@ -9,6 +9,9 @@
 mod channel;
 mod liveness;
 pub mod outbox;
+pub mod pump;
+#[cfg(feature = "telegram")]
+pub mod telegram;
 
-pub use channel::{BoxFuture, Channel, ChannelContext, Sent};
+pub use channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
 pub use liveness::{Liveness, LivenessReport};

@@ -165,6 +165,10 @@ mod tests {
             Vec::new()
         }
 
+        fn render_approval(&self, _delivery: &loopgate_engine::actions::ApprovalDelivery) -> Vec<NewOutbound> {
+            Vec::new()
+        }
+
         fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>> {
             Box::pin(async move {
                 let key = outbound.dedupe_key.clone();

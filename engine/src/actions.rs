@@ -150,6 +150,16 @@ pub struct Approval {
     pub risk: Risk,
 }
 
+/// One approval event for channels, with the approval as it is now: `Show` when it is
+/// requested, `Decided` when someone approved or denied it, `Update` when it expired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalDelivery {
+    pub id: i64,
+    pub kind: crate::suggestion::DeliveryKind,
+    pub created_at: DateTime<Utc>,
+    pub approval: Approval,
+}
+
 /// A task about to be recorded, with policy's answer already in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {

@@ -226,7 +226,7 @@ impl Intelligence {
 impl Intelligence {
     /// Whether a chat user may answer about `subject`, decided here for every channel;
     /// a refusal is counted and logged.
-    pub(crate) fn authorize(&self, claimant: &Claimant, subject: &str) -> Option<Responder> {
+    pub fn authorize(&self, claimant: &Claimant, subject: &str) -> Option<Responder> {
         if self.settings.answerers.may_answer(&claimant.channel, &claimant.user_id) {
             return Some(claimant.responder());
         }

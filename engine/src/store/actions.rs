@@ -5,7 +5,9 @@ use sqlx::{Acquire, Connection};
 
 use super::actions_sql::{self, AuditEntry};
 use super::{Pools, Store, StoreError};
-use crate::actions::{Approval, ApprovalId, ApprovalState, DecideError, NewTask, Task, TaskId, TaskState, Verdict};
+use crate::actions::{
+    Approval, ApprovalDelivery, ApprovalId, ApprovalState, DecideError, NewTask, Task, TaskId, TaskState, Verdict,
+};
 use crate::clock::to_millis;
 use crate::suggestion::{DeliveryKind, Responder, SuggestionState};
 
@@ -56,6 +58,7 @@ macro_rules! expire_one {
             $sql::add_event($tx, $task_id, TaskState::Cancelled, why, $at).await?;
             let detail = serde_json::json!({"task": $task_id});
             $sql::audit($tx, $at, SELF, "approval.expired", &format!("approval:{}", $id), &detail).await?;
+            $sql::add_approval_event($tx, $id, DeliveryKind::Update, $at).await?;
             retire_reminder!($sql, $tx, $id, $at);
         }
     }};
@@ -210,6 +213,7 @@ impl Store {
                         &detail,
                     )
                     .await?;
+                    sql::add_approval_event(&mut tx, id, DeliveryKind::Decided, at).await?;
                     retire_reminder!(sql, &mut tx, id, at);
                     let approval =
                         sql::approval(&mut tx, id).await?.ok_or(DecideError::NotFound(id))?.into_approval()?;
@@ -241,6 +245,35 @@ impl Store {
             }
             expired
         }))
+    }
+
+    /// Approval events `channel` has not acknowledged yet, oldest first, each with the
+    /// approval as it is now.
+    pub async fn approval_deliveries(&self, channel: &str, limit: u32) -> Result<Vec<ApprovalDelivery>, StoreError> {
+        let cursor = format!("approvals:{channel}");
+        Ok(on_read!(self, actions_sql, |conn, sql| {
+            let events = sql::approval_events_after(&mut conn, &cursor, i64::from(limit.max(1))).await?;
+            let mut deliveries = Vec::with_capacity(events.len());
+            for (event_id, approval_id, kind, created_at) in events {
+                let Some(row) = sql::approval(&mut conn, approval_id).await? else { continue };
+                let kind = DeliveryKind::parse(&kind)
+                    .ok_or_else(|| sqlx::Error::Protocol(format!("approval event {event_id} has a bad kind")))?;
+                deliveries.push(ApprovalDelivery {
+                    id: event_id,
+                    kind,
+                    created_at: crate::clock::from_millis(created_at),
+                    approval: row.into_approval()?,
+                });
+            }
+            deliveries
+        }))
+    }
+
+    /// Marks `channel`'s approval events up to `up_to` handled; the cursor never moves back.
+    pub async fn ack_approval_deliveries(&self, channel: &str, up_to: i64) -> Result<(), StoreError> {
+        let cursor = format!("approvals:{channel}");
+        in_write_tx!(self, actions_sql, |tx, sql| { sql::intel::ack_events(&mut tx, &cursor, up_to).await? });
+        Ok(())
     }
 
     /// Every decision and side effect, newest first.

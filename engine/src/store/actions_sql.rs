@@ -171,6 +171,7 @@ macro_rules! record_task {
         actions::audit($tx, now, (&new.requested_by, &new.requested_via), "task.created", &subject, &detail).await?;
         if state == crate::actions::TaskState::AwaitingApproval {
             let approval = actions::insert_approval($tx, id, now, crate::clock::to_millis(new.approval_expires_at)).await?;
+            actions::add_approval_event($tx, approval, crate::suggestion::DeliveryKind::Show, now).await?;
             let detail = serde_json::json!({"task": id, "expires_at": new.approval_expires_at});
             actions::audit($tx, now, crate::store::actions::SELF, "approval.requested", &format!("approval:{approval}"), &detail)
                 .await?;
@@ -318,6 +319,36 @@ macro_rules! actions_sql {
                     .push_bind(expires_at);
                 q.push(") RETURNING id");
                 q.build_query_scalar().fetch_one(&mut *conn).await
+            }
+
+            /// Tells channels an approval was requested, decided or expired.
+            pub(crate) async fn add_approval_event(
+                conn: &mut Conn,
+                approval_id: i64,
+                kind: crate::suggestion::DeliveryKind,
+                now: i64,
+            ) -> Result<(), sqlx::Error> {
+                let mut q =
+                    QueryBuilder::<$db>::new("INSERT INTO approval_events (approval_id, event, created_at) VALUES (");
+                q.separated(", ").push_bind(approval_id).push_bind(kind.as_str()).push_bind(now);
+                q.push(")");
+                q.build().execute(&mut *conn).await?;
+                Ok(())
+            }
+
+            /// Approval events after a channel's cursor (key `approvals:<channel>`), oldest first.
+            pub(crate) async fn approval_events_after(
+                conn: &mut Conn,
+                cursor: &str,
+                limit: i64,
+            ) -> Result<Vec<(i64, i64, String, i64)>, sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT id, approval_id, event, created_at FROM approval_events WHERE id > \
+                     COALESCE((SELECT last_id FROM delivery_cursors WHERE channel = ",
+                );
+                q.push_bind(cursor.to_owned());
+                q.push("), 0) ORDER BY id LIMIT ").push_bind(limit);
+                q.build_query_as().fetch_all(&mut *conn).await
             }
 
             pub(crate) async fn approval(conn: &mut Conn, id: i64) -> Result<Option<ApprovalRow>, sqlx::Error> {

@@ -135,6 +135,32 @@ impl Store {
         rows(found)
     }
 
+    /// The send queued under `dedupe_key` on `channel`, in whatever state it is.
+    pub async fn outbound_by_key(&self, channel: &str, dedupe_key: &str) -> Result<Option<Outbound>, StoreError> {
+        let row =
+            on_read!(self, outbox_sql, |conn, sql| { sql::find(&mut conn, channel, "dedupe_key", dedupe_key).await? });
+        Ok(row.map(OutboundRow::into_outbound).transpose()?)
+    }
+
+    /// The send the platform knows as `platform_ref` (the message a reply answers).
+    pub async fn outbound_by_ref(&self, channel: &str, platform_ref: &str) -> Result<Option<Outbound>, StoreError> {
+        let row = on_read!(self, outbox_sql, |conn, sql| {
+            sql::find(&mut conn, channel, "platform_ref", platform_ref).await?
+        });
+        Ok(row.map(OutboundRow::into_outbound).transpose()?)
+    }
+
+    /// A small fact a channel keeps across restarts (Telegram's update offset).
+    pub async fn channel_state(&self, channel: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(on_read!(self, outbox_sql, |conn, sql| { sql::state_value(&mut conn, channel, key).await? }))
+    }
+
+    pub async fn set_channel_state(&self, channel: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        let now = to_millis(self.clock().now());
+        in_write_tx!(self, outbox_sql, |tx, sql| { sql::set_state_value(&mut tx, channel, key, value, now).await? });
+        Ok(())
+    }
+
     /// When the channel's next queued send is due, if it has one.
     pub async fn next_outbound_due(&self, channel: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at = on_read!(self, outbox_sql, |conn, sql| { sql::next_due(&mut conn, channel).await? });

@@ -84,6 +84,41 @@ macro_rules! outbox_sql {
                 q.build_query_as().fetch_optional(&mut *conn).await
             }
 
+            /// The send queued under a dedupe key, or the one a platform id belongs to.
+            pub(crate) async fn find(
+                conn: &mut Conn,
+                channel: &str,
+                column: &'static str,
+                value: &str,
+            ) -> Result<Option<OutboundRow>, sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new(format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE channel = "));
+                q.push_bind(channel.to_owned());
+                q.push(format!(" AND {column} = ")).push_bind(value.to_owned());
+                q.push(" ORDER BY id DESC LIMIT 1");
+                q.build_query_as().fetch_optional(&mut *conn).await
+            }
+
+            /// A small per-channel fact (an update offset), if set.
+            pub(crate) async fn state_value(conn: &mut Conn, channel: &str, key: &str) -> Result<Option<String>, sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new("SELECT value FROM channel_state WHERE channel = ");
+                q.push_bind(channel.to_owned()).push(" AND key = ").push_bind(key.to_owned());
+                q.build_query_scalar().fetch_optional(&mut *conn).await
+            }
+
+            pub(crate) async fn set_state_value(
+                conn: &mut Conn,
+                channel: &str,
+                key: &str,
+                value: &str,
+                now: i64,
+            ) -> Result<(), sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO channel_state (channel, key, value, updated_at) VALUES (");
+                q.separated(", ").push_bind(channel.to_owned()).push_bind(key.to_owned()).push_bind(value.to_owned()).push_bind(now);
+                q.push(") ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
+                q.build().execute(&mut *conn).await?;
+                Ok(())
+            }
+
             /// A channel's rows in some states, oldest first (`due_by`: only those due by then).
             pub(crate) async fn list(
                 conn: &mut Conn,

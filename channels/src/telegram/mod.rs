@@ -1,0 +1,750 @@
+//! The Telegram adapter: long polling or a webhook in, suggestions and approvals out as
+//! messages with inline keyboards, button presses and commands back to the engine.
+//!
+//! ```text
+//! getUpdates / POST /webhooks/telegram ─▶ normalize ─▶ signal (+ answer, command, edit)
+//! delivery events ─▶ render ─▶ outbox ─▶ send (sendMessage / editMessageText)
+//! ```
+//!
+//! A button press is answered (`answerCallbackQuery`) as soon as the engine has decided
+//! it; the message itself is edited to show the outcome by the delivery event the decision
+//! raised, through the outbox like every other send, so every channel's copy is edited the
+//! same way whoever decided where.
+
+mod api;
+mod normalize;
+mod render;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono_tz::Tz;
+use loopgate_engine::MemoryQuery;
+use loopgate_engine::actions::{ApprovalDelivery, DecideError, TaskState, Verdict};
+use loopgate_engine::intelligence::Intelligence;
+use loopgate_engine::memory::{MemoryCandidate, MemoryKind};
+use loopgate_engine::outbox::{NewOutbound, Outbound, OutboundState, SendError, Verification};
+use loopgate_engine::suggestion::{Delivery, RespondError, Responded, Response, SuggestionState};
+use loopgate_engine::{Store, StoreError};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+pub use api::{BotApi, CallError};
+pub use normalize::{Callback, ChatMessage, Command, Inbound, normalize, parse_command};
+pub use render::{Button, Preset, escape};
+
+use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
+use crate::liveness::Liveness;
+
+pub const CHANNEL: &str = "telegram";
+
+/// The update kinds loopgate asks for; everything else is never delivered.
+const ALLOWED_UPDATES: [&str; 3] = ["message", "edited_message", "callback_query"];
+/// The longest a button press waits for its outcome before it is answered "working on it"
+/// (an approved webhook may take a while; the message shows the outcome when it is known).
+const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Polling,
+    /// Telegram POSTs updates to `url`, with `secret` in `X-Telegram-Bot-Api-Secret-Token`.
+    Webhook {
+        url: String,
+        secret: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    pub token: String,
+    pub api_url: String,
+    pub mode: Mode,
+    /// Where suggestions and approvals are posted; `None` posts nothing.
+    pub chat_id: Option<i64>,
+    /// How long one `getUpdates` waits for something to happen.
+    pub poll_timeout: Duration,
+    /// How long without hearing from Telegram counts as dead, for `/readyz`.
+    pub stale_after: Duration,
+    /// In webhook mode, how often Telegram is asked whether updates are piling up.
+    pub webhook_check: Duration,
+    pub timezone: Tz,
+}
+
+pub struct Telegram {
+    config: TelegramConfig,
+    api: BotApi,
+    store: Store,
+    intelligence: Arc<Intelligence>,
+    liveness: Liveness,
+    wakes: Wakes,
+}
+
+/// How a button press is answered: a toast, or an alert the user must dismiss.
+struct Answer {
+    text: String,
+    alert: bool,
+}
+
+impl Answer {
+    fn toast(text: impl Into<String>) -> Answer {
+        Answer { text: text.into(), alert: false }
+    }
+
+    fn alert(text: impl Into<String>) -> Answer {
+        Answer { text: text.into(), alert: true }
+    }
+}
+
+const REFUSAL: &str = "Sorry — only the owner of this assistant can answer that.";
+
+impl Telegram {
+    pub fn new(
+        config: TelegramConfig,
+        store: Store,
+        intelligence: Arc<Intelligence>,
+        wakes: Wakes,
+    ) -> anyhow::Result<Arc<Telegram>> {
+        let api = BotApi::new(&config.api_url, &config.token)?;
+        let liveness = Liveness::new(CHANNEL, config.stale_after);
+        Ok(Arc::new(Telegram { config, api, store, intelligence, liveness, wakes }))
+    }
+
+    pub fn api(&self) -> &BotApi {
+        &self.api
+    }
+
+    /// Whether a webhook request carries our secret, compared in constant time.
+    pub fn webhook_secret_matches(&self, header: Option<&[u8]>) -> bool {
+        use subtle::ConstantTimeEq;
+        match (&self.config.mode, header) {
+            (Mode::Webhook { secret, .. }, Some(given)) => secret.as_bytes().ct_eq(given).into(),
+            _ => false,
+        }
+    }
+
+    /// One update from the webhook: a sign of life, then handled like a polled one.
+    pub async fn handle_webhook(&self, raw: &Value) -> Result<(), StoreError> {
+        self.liveness.mark(self.now_ms());
+        self.handle_update(raw).await
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.store.clock().now().timestamp_millis()
+    }
+
+    /// Handles one update, whether polled or posted. Handling it twice (a redelivery after
+    /// a crash) changes nothing more: signals are unique by the platform's id, decisions
+    /// are compare-and-swap, and every send is queued under a key derived from the update.
+    /// An error means the store failed and the update must be delivered again.
+    pub async fn handle_update(&self, raw: &Value) -> Result<(), StoreError> {
+        let identities = &self.intelligence.settings().answerers;
+        match normalize(raw, identities) {
+            Inbound::Message(message) => self.on_message(message).await,
+            Inbound::Callback(callback) => self.on_callback(callback).await,
+            Inbound::Ignored { update_id, reason } => {
+                tracing::debug!(update_id, reason, "telegram update skipped");
+                metrics::counter!("loopgate_telegram_updates_skipped_total").increment(1);
+                Ok(())
+            }
+        }
+    }
+
+    async fn ingest(&self, signal: loopgate_engine::signal::NewSignal) -> Result<(), StoreError> {
+        self.store.ingest(signal).await?;
+        Ok(())
+    }
+
+    /// Queues a send and wakes the outbox worker.
+    async fn enqueue(&self, dedupe_key: String, payload: Value) -> Result<(), StoreError> {
+        self.store.enqueue(&NewOutbound { channel: CHANNEL.into(), dedupe_key, payload }).await?;
+        self.wakes.outbox.notify_one();
+        Ok(())
+    }
+
+    async fn on_callback(&self, callback: Callback) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let span = tracing::info_span!("telegram_callback", callback = %callback.id, user = %callback.claimant.user_id);
+        let _entered = span.enter();
+        let outcome = match Button::parse(&callback.data) {
+            None => Ok(Answer::alert("This button is no longer valid.")),
+            Some(button) => self.press(button, &callback).await,
+        };
+        let answer = match &outcome {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::error!(%error, "a button press failed");
+                &Answer::alert("Internal error — nothing was changed. Please try again.")
+            }
+        };
+        self.answer_callback(&callback.id, answer).await;
+        metrics::histogram!("loopgate_telegram_callback_seconds").record(started.elapsed().as_secs_f64());
+        outcome?;
+        self.wakes.deliveries.notify_one();
+        self.ingest(callback.signal).await
+    }
+
+    async fn answer_callback(&self, id: &str, answer: &Answer) {
+        let params = json!({"callback_query_id": id, "text": answer.text, "show_alert": answer.alert});
+        if let Err(error) = self.api.call_json("answerCallbackQuery", &params).await {
+            // Telegram accepts an answer only briefly; a late or lost one leaves a spinner,
+            // not a wrong state, so it is not retried.
+            tracing::warn!(%error, "answerCallbackQuery failed");
+        }
+    }
+
+    async fn press(&self, button: Button, callback: &Callback) -> Result<Answer, StoreError> {
+        let claimant = &callback.claimant;
+        let timezone = self.config.timezone;
+        let response = match button {
+            Button::Act(_) => Response::Act,
+            Button::Dismiss(_) => Response::Dismiss,
+            Button::Snooze(_, preset) => Response::Snooze { until: preset.until(self.store.clock().now(), timezone) },
+            Button::SnoozeMenu(id) | Button::Back(id) | Button::Edit(id) => {
+                return self.open(button, id, callback).await;
+            }
+            Button::Approve(id) | Button::Deny(id) => {
+                let verdict = if matches!(button, Button::Approve(_)) { Verdict::Approve } else { Verdict::Deny };
+                let intelligence = self.intelligence.clone();
+                let claimant = claimant.clone();
+                let decided =
+                    within(ANSWER_WITHIN, async move { intelligence.decide_from(id, verdict, &claimant).await }).await;
+                return Ok(match decided {
+                    None => Answer::toast("Approved — running; the message will show the outcome."),
+                    Some(Ok((approval, task))) => Answer::toast(match task.state {
+                        TaskState::Succeeded => format!("Approved A{} — done.", approval.id),
+                        TaskState::Failed => {
+                            format!("Approved A{} — it failed: {}", approval.id, task.error.unwrap_or_default())
+                        }
+                        TaskState::Cancelled => format!("Denied A{}: it will not run.", approval.id),
+                        state => format!("A{} {}: task {state}.", approval.id, approval.state),
+                    }),
+                    Some(Err(DecideError::Unauthorized { .. })) => Answer::alert(REFUSAL),
+                    Some(Err(DecideError::NotFound(_))) => Answer::alert("This approval no longer exists."),
+                    Some(Err(e @ DecideError::AlreadyDecided { .. })) => Answer::alert(capitalize(&e.to_string())),
+                    Some(Err(DecideError::Store(e))) => return Err(e),
+                });
+            }
+        };
+        let id = match button {
+            Button::Act(id) | Button::Dismiss(id) | Button::Snooze(id, _) => id,
+            _ => unreachable!("handled above"),
+        };
+        let intelligence = self.intelligence.clone();
+        let who = claimant.clone();
+        let answered = within(ANSWER_WITHIN, {
+            let response = response.clone();
+            async move { intelligence.respond_from(id, &response, &who).await }
+        })
+        .await;
+        Ok(match answered {
+            None => Answer::toast("Done — running; the message will show the outcome."),
+            Some(Ok(responded)) => Answer::toast(describe_responded(&responded, timezone)),
+            Some(Err(error)) => refusal(error)?,
+        })
+    }
+
+    /// Buttons that open something (snooze presets, back, the Edit prompt): nothing is
+    /// decided yet, but only someone who may answer gets it, and only while it is open.
+    async fn open(&self, button: Button, id: i64, callback: &Callback) -> Result<Answer, StoreError> {
+        if self.intelligence.authorize(&callback.claimant, &format!("suggestion:{id}")).is_none() {
+            return Ok(Answer::alert(REFUSAL));
+        }
+        let Some(suggestion) = self.store.suggestion(id).await? else {
+            return Ok(Answer::alert("This suggestion no longer exists."));
+        };
+        if !suggestion.state.is_answerable() {
+            let error = RespondError::AlreadyDecided {
+                state: suggestion.state,
+                decision: suggestion.decision.clone(),
+                snoozed_until: suggestion.snoozed_until,
+            };
+            return Ok(Answer::alert(capitalize(&error.to_string())));
+        }
+        // Keyed by the press: a redelivered update queues nothing new.
+        let key = format!("{CHANNEL}:callback:{}", callback.id);
+        match (button, callback.message) {
+            (Button::Edit(_), Some((chat_id, _))) => {
+                self.enqueue(key, render::edit_prompt(chat_id, &suggestion)).await?;
+                Ok(Answer::toast("Reply to my next message with the new text."))
+            }
+            (Button::Edit(_), None) => Ok(Answer::alert("I cannot see that chat any more; edit it from the API.")),
+            (_, None) => Ok(Answer::alert("That message is too old to change; answer from /suggestions.")),
+            (Button::SnoozeMenu(_), Some((chat_id, message_id))) => {
+                self.enqueue(key, render::swap_keyboard(chat_id, message_id, render::snooze_keyboard(id))).await?;
+                Ok(Answer::toast("Snooze until…"))
+            }
+            (_, Some((chat_id, message_id))) => {
+                self.enqueue(key, render::swap_keyboard(chat_id, message_id, render::suggestion_keyboard(id))).await?;
+                Ok(Answer::toast(""))
+            }
+        }
+    }
+
+    async fn on_message(&self, message: ChatMessage) -> Result<(), StoreError> {
+        let span = tracing::info_span!("telegram_message", chat = message.chat_id, message = message.message_id);
+        let _entered = span.enter();
+        if let (Some(reply_to), false) = (message.reply_to, message.edited)
+            && let Some(prompt) =
+                self.store.outbound_by_ref(CHANNEL, &format!("{}:{reply_to}", message.chat_id)).await?
+            && let Some(id) = prompt.payload.pointer("/prompt/edit_suggestion").and_then(Value::as_i64)
+        {
+            self.on_edit_reply(&message, id).await?;
+        } else if let Some(command) = &message.command {
+            self.on_command(&message, command).await?;
+        }
+        self.ingest(message.signal).await
+    }
+
+    async fn reply(&self, message: &ChatMessage, html: String) -> Result<(), StoreError> {
+        let key = format!("{CHANNEL}:reply:{}:{}", message.chat_id, message.message_id);
+        self.enqueue(key, render::reply(message.chat_id, Some(message.message_id), html)).await
+    }
+
+    /// The owner's reply to an Edit prompt: the edited action, decided like a button press.
+    async fn on_edit_reply(&self, message: &ChatMessage, id: i64) -> Result<(), StoreError> {
+        let Some(claimant) = &message.claimant else { return Ok(()) };
+        let text = message.signal.text.trim().to_owned();
+        let response = Response::Edit { action: Value::String(text) };
+        let answer = match self.intelligence.respond_from(id, &response, claimant).await {
+            Ok(responded) => escape(&describe_responded(&responded, self.config.timezone)),
+            Err(error) => escape(&refusal(error)?.text),
+        };
+        self.wakes.deliveries.notify_one();
+        self.reply(message, answer).await
+    }
+
+    async fn on_command(&self, message: &ChatMessage, command: &Command) -> Result<(), StoreError> {
+        let allowed = message
+            .claimant
+            .as_ref()
+            .is_some_and(|c| self.intelligence.authorize(c, &format!("command:{}", command.name)).is_some());
+        if !allowed {
+            return self.reply(message, "Sorry — I only take commands from my owner.".into()).await;
+        }
+        let text = match command.name.as_str() {
+            "start" | "help" => HELP.to_owned(),
+            "suggestions" => self.list_suggestions().await?,
+            "memory" if command.argument.is_empty() => "Usage: <code>/memory &lt;words&gt;</code>".into(),
+            "memory" => self.search_memory(&command.argument).await?,
+            "remember" if command.argument.is_empty() => "Usage: <code>/remember &lt;text&gt;</code>".into(),
+            "remember" => {
+                let candidate = MemoryCandidate::from_owner(kind_of_note(&command.argument), command.argument.clone());
+                let kind = candidate.kind;
+                match self.store.remember(candidate).await? {
+                    loopgate_engine::RememberOutcome::Rejected { reason } => {
+                        format!("Not remembered: {}", escape(&reason.to_string()))
+                    }
+                    _ => format!("Remembered ({}): {}", kind.as_str(), escape(&command.argument)),
+                }
+            }
+            "pause" => {
+                self.intelligence.set_paused(true).await?;
+                tracing::warn!("kill switch: paused from Telegram");
+                "⏸ Paused: no new suggestions and no tasks run until /resume.".into()
+            }
+            "stop" => {
+                self.intelligence.set_paused(true).await?;
+                tracing::warn!("kill switch: stopped from Telegram");
+                "⏹ Stopped: nothing is dispatched and no task runs until /resume.".into()
+            }
+            "resume" => {
+                self.intelligence.set_paused(false).await?;
+                tracing::warn!("kill switch: resumed from Telegram");
+                "▶️ Resumed.".into()
+            }
+            other => format!("I don't know /{}. Try /help.", escape(other)),
+        };
+        self.reply(message, text).await
+    }
+
+    async fn list_suggestions(&self) -> Result<String, StoreError> {
+        let open = self.store.suggestions(&[SuggestionState::Active, SuggestionState::Snoozed], 20).await?;
+        if open.is_empty() {
+            return Ok("Nothing waiting for you.".into());
+        }
+        let mut text = String::from("<b>Open suggestions</b>");
+        for s in open {
+            text.push_str(&format!("\n#{} {}", s.id, escape(&s.title)));
+            if let (SuggestionState::Snoozed, Some(until)) = (s.state, s.snoozed_until) {
+                let local = until.with_timezone(&self.config.timezone).format("%a %H:%M");
+                text.push_str(&format!(" (snoozed until {local})"));
+            }
+        }
+        Ok(text)
+    }
+
+    async fn search_memory(&self, query: &str) -> Result<String, StoreError> {
+        let hits = self.store.search_memories(&MemoryQuery { text: query.to_owned(), kind: None, limit: 5 }).await?;
+        if hits.is_empty() {
+            return Ok(format!("Nothing remembered about “{}”.", escape(query)));
+        }
+        let mut text = format!("<b>Remembered about “{}”</b>", escape(query));
+        for hit in hits {
+            let m = hit.memory;
+            text.push_str(&format!("\n• [{}] {} (#{})", m.kind.as_str(), escape(&m.content), m.id));
+        }
+        Ok(text)
+    }
+
+    fn chat_id(&self) -> Option<i64> {
+        self.config.chat_id
+    }
+
+    /// The posted copies an edit applies to, as `chat:message`.
+    async fn targets_of(&self, edit: &Value) -> Result<Vec<String>, StoreError> {
+        if let Some(id) = edit.get("suggestion").and_then(Value::as_i64) {
+            let Some(suggestion) = self.store.suggestion(id).await? else { return Ok(Vec::new()) };
+            return Ok(suggestion
+                .surfaces
+                .into_iter()
+                .filter(|s| s.channel == CHANNEL)
+                .map(|s| s.surface_ref)
+                .collect());
+        }
+        if let Some(id) = edit.get("approval").and_then(Value::as_i64) {
+            let post = self.store.outbound_by_key(CHANNEL, &render::approval_post_key(id)).await?;
+            return Ok(post
+                .filter(|p| p.state == OutboundState::Sent)
+                .and_then(|p| p.platform_ref)
+                .into_iter()
+                .collect());
+        }
+        Ok(Vec::new())
+    }
+
+    async fn perform(&self, outbound: &Outbound) -> Result<Sent, SendError> {
+        let payload = &outbound.payload;
+        let method = payload.get("method").and_then(Value::as_str).unwrap_or_default();
+        let params = payload.get("params").cloned().unwrap_or(Value::Null);
+        if method.is_empty() || !params.is_object() {
+            return Err(SendError::Permanent("a malformed outbox payload".into()));
+        }
+        if let Some(edit) = payload.get("edit") {
+            let targets = self.targets_of(edit).await.map_err(|e| SendError::Transient(e.to_string()))?;
+            for target in &targets {
+                let Some((chat, message)) = split_ref(target) else { continue };
+                let mut params = params.clone();
+                params["chat_id"] = chat.into();
+                params["message_id"] = message.into();
+                match self.api.call_json(method, &params).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_modified() => {}
+                    // The owner deleted the message: nothing left to update.
+                    Err(CallError::Refused { code: 400, description }) if description.contains("not found") => {}
+                    Err(e) => return Err(send_error(e)),
+                }
+            }
+            return Ok(Sent { platform_ref: if targets.is_empty() { "none".into() } else { targets.join(",") } });
+        }
+        let result = match self.api.call_json(method, &params).await {
+            Ok(result) => result,
+            Err(e) if e.is_not_modified() => Value::Bool(true),
+            Err(e) => return Err(send_error(e)),
+        };
+        let platform_ref = match (result.pointer("/chat/id").and_then(Value::as_i64), result.get("message_id")) {
+            (Some(chat), Some(message)) => format!("{chat}:{message}"),
+            _ => method.to_owned(),
+        };
+        if let Some(id) = payload.pointer("/surface/suggestion").and_then(Value::as_i64)
+            && let Err(error) = self.store.record_surface(id, CHANNEL, &platform_ref).await
+        {
+            // The message is out; failing the send now would post it twice.
+            tracing::error!(%error, suggestion = id, "could not record where a suggestion was posted");
+        }
+        Ok(Sent { platform_ref })
+    }
+
+    /// Polls until shutdown: the offset is saved after each update is handled, so a
+    /// restart neither loses nor replays one.
+    async fn poll(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut backoff = Backoff::default();
+        // getUpdates is refused (409) while a webhook is set.
+        while let Err(error) = self.api.call_json("deleteWebhook", &json!({})).await {
+            tracing::warn!(%error, "telegram: cannot clear a webhook before polling; retrying");
+            if sleep_or_stop(backoff.next(&error), &mut shutdown).await {
+                return Ok(());
+            }
+        }
+        let mut offset: i64 = match self.store.channel_state(CHANNEL, "offset").await? {
+            Some(saved) => saved.parse().unwrap_or(0),
+            None => 0,
+        };
+        tracing::info!(offset, "telegram: polling for updates");
+        loop {
+            let updates = tokio::select! {
+                result = self.api.updates(offset, self.config.poll_timeout, &ALLOWED_UPDATES) => result,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let updates = match updates {
+                Ok(updates) => updates,
+                Err(error) => {
+                    metrics::counter!("loopgate_telegram_poll_errors_total").increment(1);
+                    tracing::warn!(%error, "telegram: getUpdates failed; reconnecting");
+                    if sleep_or_stop(backoff.next(&error), &mut shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            self.liveness.mark(self.now_ms());
+            backoff.reset();
+            for raw in updates {
+                let Some(update_id) = raw.get("update_id").and_then(Value::as_i64) else {
+                    tracing::warn!("telegram: an update without an id; skipped");
+                    continue;
+                };
+                if update_id < offset {
+                    continue;
+                }
+                if let Err(error) = self.handle_update(&raw).await {
+                    tracing::error!(%error, update_id, "telegram: an update could not be recorded; it will be fetched again");
+                    let _ = sleep_or_stop(Duration::from_secs(1), &mut shutdown).await;
+                    break;
+                }
+                offset = update_id + 1;
+                self.store.set_channel_state(CHANNEL, "offset", &offset.to_string()).await?;
+            }
+        }
+    }
+
+    /// Webhook mode: registers the webhook, then watches that updates are not piling up
+    /// unread at Telegram (which is how a webhook that stopped reaching us shows).
+    async fn watch_webhook(
+        self: Arc<Self>,
+        url: String,
+        secret: String,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut backoff = Backoff::default();
+        let register = json!({"url": url, "secret_token": secret, "allowed_updates": ALLOWED_UPDATES});
+        loop {
+            let info = self.api.call_json("getWebhookInfo", &json!({})).await;
+            let wait = match info {
+                Ok(info) if info.get("url").and_then(Value::as_str) != Some(url.as_str()) => {
+                    match self.api.call_json("setWebhook", &register).await {
+                        Ok(_) => {
+                            tracing::info!(%url, "telegram: webhook registered");
+                            backoff.reset();
+                            Duration::ZERO
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "telegram: setWebhook failed; retrying");
+                            backoff.next(&error)
+                        }
+                    }
+                }
+                Ok(info) => {
+                    backoff.reset();
+                    let pending = info.get("pending_update_count").and_then(Value::as_i64).unwrap_or(0);
+                    if pending == 0 {
+                        self.liveness.mark(self.now_ms());
+                    } else {
+                        let error = info.get("last_error_message").and_then(Value::as_str).unwrap_or("none");
+                        tracing::warn!(pending, last_error = error, "telegram: updates are waiting at Telegram");
+                    }
+                    self.config.webhook_check
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "telegram: getWebhookInfo failed");
+                    backoff.next(&error)
+                }
+            };
+            if sleep_or_stop(wait, &mut shutdown).await {
+                return Ok(());
+            }
+        }
+    }
+}
+
+const HELP: &str = "I'm loopgate. I post suggestions here with buttons: <b>Act</b>, <b>Edit</b>, <b>Snooze</b>, <b>Dismiss</b>; \
+approvals come with <b>Approve</b> and <b>Deny</b>.\n\n\
+/suggestions — what is waiting for you\n\
+/memory &lt;words&gt; — what I remember about something\n\
+/remember &lt;text&gt; — remember something\n\
+/pause — stop thinking until /resume\n\
+/stop — stop everything: no tasks, nothing dispatched\n\
+/resume — carry on";
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// What a refused answer says; store errors go up.
+fn refusal(error: RespondError) -> Result<Answer, StoreError> {
+    Ok(match error {
+        RespondError::Unauthorized { .. } => Answer::alert(REFUSAL),
+        RespondError::NotFound(_) => Answer::alert("This suggestion no longer exists."),
+        e @ RespondError::AlreadyDecided { .. } => Answer::alert(capitalize(&e.to_string())),
+        RespondError::Invalid(why) => Answer::alert(capitalize(&why)),
+        RespondError::Store(e) => return Err(e),
+    })
+}
+
+fn describe_responded(responded: &Responded, timezone: Tz) -> String {
+    let s = &responded.suggestion;
+    let mut text = match s.state {
+        SuggestionState::Snoozed => match s.snoozed_until {
+            Some(until) => format!("Snoozed until {}.", until.with_timezone(&timezone).format("%a %d %b %H:%M")),
+            None => "Snoozed.".into(),
+        },
+        SuggestionState::Dismissed => "Dismissed.".into(),
+        SuggestionState::Edited => "Edited.".into(),
+        _ => "Done.".into(),
+    };
+    if let Some(task) = &responded.task {
+        text.push(' ');
+        text.push_str(&match (task.state, task.approval_id) {
+            (TaskState::AwaitingApproval, Some(approval)) => format!("It waits for approval A{approval}."),
+            (TaskState::Succeeded, _) => "It ran.".into(),
+            (TaskState::Failed, _) => format!("It did not run: {}", task.error.clone().unwrap_or_default()),
+            (state, _) => format!("Task {state}."),
+        });
+    }
+    text
+}
+
+/// "never …", "don't …" read as constraints; "watch …", "tell me when …" as watch items;
+/// anything else the owner asks to remember is a preference.
+fn kind_of_note(text: &str) -> MemoryKind {
+    let lower = text.trim().to_lowercase();
+    let starts = |prefixes: &[&str]| prefixes.iter().any(|p| lower.starts_with(p));
+    if starts(&["never ", "don't ", "dont ", "do not ", "always ", "only "]) {
+        MemoryKind::Constraint
+    } else if starts(&["watch ", "tell me when ", "let me know when ", "keep an eye on "]) {
+        MemoryKind::WatchItem
+    } else {
+        MemoryKind::Preference
+    }
+}
+
+fn split_ref(platform_ref: &str) -> Option<(i64, i64)> {
+    let (chat, message) = platform_ref.split_once(':')?;
+    Some((chat.parse().ok()?, message.parse().ok()?))
+}
+
+fn send_error(error: CallError) -> SendError {
+    match error {
+        CallError::RateLimited(retry_after) => SendError::RateLimited { retry_after },
+        e @ (CallError::Server(_) | CallError::Network(_)) => SendError::Transient(e.to_string()),
+        e @ CallError::Refused { .. } => SendError::Permanent(e.to_string()),
+    }
+}
+
+/// Runs `work` in its own task and waits at most `limit` for it; it carries on either way.
+async fn within<T: Send + 'static>(limit: Duration, work: impl Future<Output = T> + Send + 'static) -> Option<T> {
+    let handle = tokio::spawn(work);
+    tokio::time::timeout(limit, handle).await.ok().and_then(Result::ok)
+}
+
+/// Sleeps, unless shutdown comes first; says whether it did.
+async fn sleep_or_stop(wait: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(wait) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// Reconnect waits: 1 s doubling to a minute, or what a 429 asks for.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self, error: &CallError) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        if let CallError::RateLimited(wait) = error {
+            return *wait;
+        }
+        Duration::from_secs(1 << (self.failures - 1).min(6)).min(Duration::from_secs(60))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+impl Channel for Telegram {
+    fn name(&self) -> &'static str {
+        CHANNEL
+    }
+
+    fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
+    fn run_inbound(self: Arc<Self>, ctx: ChannelContext) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            match self.config.mode.clone() {
+                Mode::Polling => self.poll(ctx.shutdown).await,
+                Mode::Webhook { url, secret } => self.watch_webhook(url, secret, ctx.shutdown).await,
+            }
+        })
+    }
+
+    fn render(&self, delivery: &Delivery) -> Vec<NewOutbound> {
+        match self.chat_id() {
+            Some(chat_id) => render::render_suggestion(delivery, chat_id, self.config.timezone),
+            None => Vec::new(),
+        }
+    }
+
+    fn render_approval(&self, delivery: &ApprovalDelivery) -> Vec<NewOutbound> {
+        match self.chat_id() {
+            Some(chat_id) => render::render_approval(delivery, chat_id, self.config.timezone),
+            None => Vec::new(),
+        }
+    }
+
+    fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(self.perform(outbound))
+    }
+
+    fn verify<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Verification> {
+        // Telegram cannot say whether a message was posted, so a post in doubt is never
+        // repeated; an edit sets a message to the same content however often it runs.
+        let method = outbound.payload.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+        Box::pin(async move {
+            if method.starts_with("editMessage") { Verification::SafeToResend } else { Verification::Unknown }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_from_chat_get_a_kind() {
+        assert_eq!(kind_of_note("Never book meetings before 10"), MemoryKind::Constraint);
+        assert_eq!(kind_of_note("tell me when the invoice from ACME arrives"), MemoryKind::WatchItem);
+        assert_eq!(kind_of_note("I prefer tea"), MemoryKind::Preference);
+    }
+
+    #[test]
+    fn reconnects_back_off_to_a_minute_and_honour_retry_after() {
+        let mut b = Backoff::default();
+        let net = CallError::Network("reset".into());
+        let waits: Vec<u64> = (0..8).map(|_| b.next(&net).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(b.next(&CallError::RateLimited(Duration::from_secs(7))), Duration::from_secs(7));
+        b.reset();
+        assert_eq!(b.next(&net), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn platform_errors_map_to_retry_decisions() {
+        assert_eq!(
+            send_error(CallError::RateLimited(Duration::from_secs(3))),
+            SendError::RateLimited { retry_after: Duration::from_secs(3) }
+        );
+        assert!(matches!(send_error(CallError::Server("500".into())), SendError::Transient(_)));
+        assert!(matches!(send_error(CallError::Network("reset".into())), SendError::Transient(_)));
+        let refused = CallError::Refused { code: 400, description: "Bad Request: chat not found".into() };
+        assert!(matches!(send_error(refused), SendError::Permanent(_)));
+    }
+}
