@@ -14,4 +14,4 @@ pub mod pump;
 pub mod telegram;
 
 pub use channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
-pub use liveness::{Liveness, LivenessReport};
+pub use liveness::{Liveness, LivenessReport, wall_clock_ms};

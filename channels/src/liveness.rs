@@ -10,6 +10,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// Milliseconds since the epoch, by the machine's clock.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[derive(Debug, Clone)]
 pub struct Liveness {
     name: &'static str,

@@ -12,6 +12,12 @@ use loopgate_engine::{Clock, Store, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use loopgate_channels::outbox::deliver;
+use loopgate_channels::pump::pump;
+use loopgate_channels::telegram::Telegram;
+use loopgate_channels::{Channel, ChannelContext, Wakes};
+use loopgate_engine::outbox::RetryPolicy;
+
 use crate::config::Settings;
 use crate::http::{self, ApiToken, AppState};
 use crate::telemetry;
@@ -23,6 +29,7 @@ pub struct Application {
     address: SocketAddr,
     state: AppState,
     settings: Settings,
+    channels: Vec<(Arc<dyn Channel>, Wakes)>,
 }
 
 impl Application {
@@ -45,15 +52,25 @@ impl Application {
         // Before serving: a task a crash left running may have had its effect, so it is
         // failed here rather than run again by the next pulse.
         intelligence.recover_tasks().await.context("recovering tasks interrupted by a restart")?;
+        let mut channels: Vec<(Arc<dyn Channel>, Wakes)> = Vec::new();
+        let mut telegram = None;
+        if let Some(config) = &settings.telegram {
+            let wakes = Wakes::default();
+            let channel = Telegram::new(config.clone(), store.clone(), intelligence.clone(), wakes.clone())
+                .context("setting up the Telegram channel")?;
+            telegram = Some(channel.clone());
+            channels.push((channel, wakes));
+        }
         let state = AppState {
             store,
             intelligence,
             token: settings.api_token.as_deref().map(ApiToken::new),
             identities: Arc::new(settings.identities.clone()),
             metrics: telemetry::metrics_handle(),
-            channels: Arc::new(Vec::new()),
+            channels: Arc::new(channels.iter().map(|(c, _)| c.liveness().clone()).collect()),
+            telegram,
         };
-        Ok(Application { listener, address, state, settings })
+        Ok(Application { listener, address, state, settings, channels })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -67,12 +84,16 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight
     /// finish (at most the configured grace), commits queued writes and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, address, state, settings } = self;
+        let Application { listener, address, state, settings, channels } = self;
         let store = state.store.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let sweeper = tokio::spawn(sweep_expired(store.clone(), settings.sweep_interval, stop_rx.clone()));
         let heartbeat = tokio::spawn(beat(state.intelligence.clone(), settings.heartbeat_interval, stop_rx.clone()));
+        let mut workers = Vec::new();
+        for (channel, wakes) in channels {
+            workers.extend(start_channel(&store, channel, wakes, &stop_rx));
+        }
         let app = http::router(state, settings.max_body_bytes);
         let mut stop_server = stop_rx.clone();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move { stopped(&mut stop_server).await });
@@ -96,10 +117,35 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
         let _ = heartbeat.await;
+        for worker in workers {
+            let _ = worker.await;
+        }
         store.close().await;
         tracing::info!("loopgate stopped");
         outcome
     }
+}
+
+/// A channel's three workers: its inbound side, the pump from delivery events to its
+/// outbox, and the outbox worker that sends.
+fn start_channel(
+    store: &Store,
+    channel: Arc<dyn Channel>,
+    wakes: Wakes,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let name = channel.name();
+    let context = ChannelContext { store: store.clone(), shutdown: stop.clone(), wakes: wakes.clone() };
+    let inbound = channel.clone().run_inbound(context);
+    vec![
+        tokio::spawn(async move {
+            if let Err(error) = inbound.await {
+                tracing::error!(channel = name, error = format!("{error:#}"), "the channel's inbound side stopped");
+            }
+        }),
+        tokio::spawn(pump(store.clone(), channel.clone(), wakes.clone(), stop.clone())),
+        tokio::spawn(deliver(store.clone(), channel, RetryPolicy::default(), wakes.outbox, stop.clone())),
+    ]
 }
 
 async fn sweep_expired(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use loopgate_channels::telegram::{Mode as Transport, TelegramConfig};
 use loopgate_engine::heartbeat::{QuietHours, Rules};
 use loopgate_engine::intelligence::Settings as IntelSettings;
 use loopgate_engine::{Durability, Retention, StoreConfig};
@@ -37,7 +38,98 @@ pub struct Config {
     pub webhook: Vec<WebhookConfig>,
     /// Named commands the `command` action may run (`[[command]]`).
     pub command: Vec<CommandConfig>,
+    pub telegram: Option<TelegramSection>,
     pub log: LogConfig,
+}
+
+/// `[telegram]`: the bot's token (by reference), where it talks to and where it posts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramSection {
+    /// The environment variable holding the bot token from @BotFather.
+    pub token_env: Option<String>,
+    /// Or a file holding it (first line).
+    pub token_file: Option<PathBuf>,
+    /// The Bot API server: the public one, a self-hosted one, or a test fake.
+    pub api_url: String,
+    pub mode: TelegramMode,
+    /// Webhook mode: the environment variable holding the secret Telegram sends back in
+    /// `X-Telegram-Bot-Api-Secret-Token`.
+    pub webhook_secret_env: Option<String>,
+    /// Where suggestions and approvals go; the owner's private chat when left out.
+    pub chat_id: Option<i64>,
+    /// Accounts besides the owner's that may answer suggestions and approvals.
+    pub allowed_user_ids: Vec<i64>,
+    /// How long one long poll waits for updates.
+    pub poll_timeout: ConfigDuration,
+    /// How long without hearing from Telegram makes `/readyz` unready (default: the poll
+    /// timeout plus 30 s).
+    pub stale_after: Option<ConfigDuration>,
+    /// Webhook mode: how often to ask Telegram whether updates are piling up unread.
+    pub webhook_check: ConfigDuration,
+}
+
+impl Default for TelegramSection {
+    fn default() -> TelegramSection {
+        TelegramSection {
+            token_env: None,
+            token_file: None,
+            api_url: "https://api.telegram.org".into(),
+            mode: TelegramMode::Polling,
+            webhook_secret_env: None,
+            chat_id: None,
+            allowed_user_ids: Vec::new(),
+            poll_timeout: ConfigDuration::secs(30),
+            stale_after: None,
+            webhook_check: ConfigDuration::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    #[default]
+    Polling,
+    Webhook,
+}
+
+/// A secret named by `*_env` or `*_file`: its value, or what is wrong and how to fix it.
+fn read_secret(
+    env: &dyn Fn(&str) -> Option<String>,
+    section: &str,
+    by_env: Option<&str>,
+    by_file: Option<&Path>,
+) -> Result<String, Problem> {
+    let problem = |key: &str, problem: String, fix: String| Problem { key: format!("{section}.{key}"), problem, fix };
+    match (by_env, by_file) {
+        (Some(_), Some(_)) => {
+            Err(problem("token_env", "both token_env and token_file are set".into(), "keep one of them".into()))
+        }
+        (Some(name), None) => env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).ok_or_else(|| {
+            problem(
+                "token_env",
+                format!("the environment variable {name} is not set or empty"),
+                format!("export {name}=<the token>"),
+            )
+        }),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => Ok(text.lines().next().unwrap_or("").trim().to_owned()),
+            Ok(_) => {
+                Err(problem("token_file", format!("{} is empty", path.display()), "write the token into it".into()))
+            }
+            Err(e) => Err(problem(
+                "token_file",
+                format!("cannot read {}: {e}", path.display()),
+                "point it at a readable file holding the token".into(),
+            )),
+        },
+        (None, None) => Err(problem(
+            "token_env",
+            "no token is configured".into(),
+            "set token_env = \"TELEGRAM_BOT_TOKEN\" and export that variable".into(),
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -659,6 +751,18 @@ impl Config {
                 timeout: c.timeout.0,
             })
             .collect();
+        let telegram = match &self.telegram {
+            None => None,
+            Some(t) => match self.telegram_settings(t, env, timezone) {
+                Ok(settings) => settings,
+                Err(found) => {
+                    for p in found {
+                        problem(&p.key, p.problem, &p.fix);
+                    }
+                    None
+                }
+            },
+        };
         if self.suggestions.max_active == 0 {
             problem("suggestions.max_active", "0 would never suggest anything".into(), "use 1 or more");
         }
@@ -672,6 +776,7 @@ impl Config {
 
         match (listen, timezone, problems.is_empty()) {
             (Some(listen), Some(timezone), true) => Ok(Settings {
+                telegram,
                 webhooks,
                 commands,
                 listen,
@@ -692,11 +797,110 @@ impl Config {
     }
 
     fn identities(&self) -> Identities {
-        Identities::new(
+        let owner = Identities::new(
             self.owner.telegram_user_ids.iter().map(ToString::to_string),
             self.owner.discord_user_ids.iter().map(ToString::to_string),
             self.owner.emails.iter().cloned(),
-        )
+        );
+        let telegram_allowed = self.telegram.iter().flat_map(|t| t.allowed_user_ids.iter().map(ToString::to_string));
+        owner.allow("telegram", telegram_allowed)
+    }
+
+    /// `[telegram]` checked, with its secrets read. `None` when the time zone is already
+    /// known to be wrong (reported elsewhere).
+    fn telegram_settings(
+        &self,
+        t: &TelegramSection,
+        env: &dyn Fn(&str) -> Option<String>,
+        timezone: Option<chrono_tz::Tz>,
+    ) -> Result<Option<TelegramConfig>, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let token = read_secret(env, "telegram", t.token_env.as_deref(), t.token_file.as_deref())
+            .map_err(|p| problems.push(p))
+            .ok();
+        if let Some(token) = &token
+            && !token.contains(':')
+        {
+            problems.push(Problem {
+                key: "telegram.token_env".into(),
+                problem: "the bot token does not look like one (\"123456:ABC…\")".into(),
+                fix: "copy the whole token @BotFather gave you".into(),
+            });
+        }
+        if !(t.api_url.starts_with("https://") || t.api_url.starts_with("http://")) {
+            problems.push(Problem {
+                key: "telegram.api_url".into(),
+                problem: format!("{:?} is not an http(s) URL", t.api_url),
+                fix: "leave it out for the public Bot API, or write it like \"http://127.0.0.1:8081\"".into(),
+            });
+        }
+        if t.poll_timeout.0 > Duration::from_secs(50) {
+            problems.push(Problem {
+                key: "telegram.poll_timeout".into(),
+                problem: "Telegram holds a long poll for at most 50 s".into(),
+                fix: "use 50s or less (the default is 30s)".into(),
+            });
+        }
+        let mode = match t.mode {
+            TelegramMode::Polling => Some(Transport::Polling),
+            TelegramMode::Webhook => {
+                let secret = match t.webhook_secret_env.as_deref() {
+                    None => {
+                        problems.push(Problem {
+                            key: "telegram.webhook_secret_env".into(),
+                            problem: "webhook mode needs a secret, or anyone could post updates".into(),
+                            fix: "set webhook_secret_env = \"TELEGRAM_WEBHOOK_SECRET\" and export a random value"
+                                .into(),
+                        });
+                        None
+                    }
+                    Some(name) => match env(name).map(|v| v.trim().to_owned()) {
+                        Some(secret)
+                            if (1..=256).contains(&secret.len())
+                                && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+                        {
+                            Some(secret)
+                        }
+                        _ => {
+                            problems.push(Problem {
+                                key: "telegram.webhook_secret_env".into(),
+                                problem: format!(
+                                    "{name} is not set, or not 1-256 characters of A-Z, a-z, 0-9, _ and -"
+                                ),
+                                fix: format!("export {name}=$(openssl rand -hex 32)"),
+                            });
+                            None
+                        }
+                    },
+                };
+                let url = match &self.server.public_url {
+                    Some(base) => Some(format!("{}/webhooks/telegram", base.trim_end_matches('/'))),
+                    None => {
+                        problems.push(Problem {
+                            key: "server.public_url".into(),
+                            problem: "telegram.mode is \"webhook\" but Telegram has no URL to post to".into(),
+                            fix: "set server.public_url to where this server is reachable over HTTPS, or use mode = \"polling\"".into(),
+                        });
+                        None
+                    }
+                };
+                url.zip(secret).map(|(url, secret)| Transport::Webhook { url, secret })
+            }
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let (Some(token), Some(mode), Some(timezone)) = (token, mode, timezone) else { return Ok(None) };
+        Ok(Some(TelegramConfig {
+            token,
+            api_url: t.api_url.clone(),
+            mode,
+            chat_id: t.chat_id.or_else(|| self.owner.telegram_user_ids.first().copied()),
+            poll_timeout: t.poll_timeout.0,
+            stale_after: t.stale_after.map_or(t.poll_timeout.0 + Duration::from_secs(30), |d| d.0),
+            webhook_check: t.webhook_check.0,
+            timezone,
+        }))
     }
 
     fn intelligence_settings(&self, timezone: chrono_tz::Tz, quiet_hours: Option<QuietHours>) -> IntelSettings {
@@ -790,6 +994,8 @@ fn merge_into(dict: &mut figment::value::Dict, key: String, value: figment::valu
 /// The configuration after validation, in the types the program uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `[telegram]`, when configured.
+    pub telegram: Option<TelegramConfig>,
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NamedCommand>,
     pub listen: SocketAddr,

@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
+/// The webhook secret `TEST_TELEGRAM_SECRET` resolves to.
+pub const TELEGRAM_SECRET: &str = "webhook-secret_0123456789";
 
 pub struct TestApp {
     pub base: String,
@@ -94,7 +96,11 @@ pub async fn spawn_app_in(
 ) -> TestApp {
     let mut config = test_config(dir.path());
     customize(&mut config);
-    let env: HashMap<&str, &str> = HashMap::from([("TEST_API_TOKEN", TOKEN)]);
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("TEST_API_TOKEN", TOKEN),
+        ("TEST_TELEGRAM_TOKEN", crate::fake_telegram::BOT_TOKEN),
+        ("TEST_TELEGRAM_SECRET", TELEGRAM_SECRET),
+    ]);
     let settings = config.resolve(&|name| env.get(name).map(|v| v.to_string())).expect("valid test config");
     let with_token = settings.api_token.is_some();
     let app = Application::build_with_clock(settings, clock).await.expect("build app");

@@ -5,6 +5,7 @@
 mod actions_api;
 mod cli;
 mod executor;
+mod fake_telegram;
 mod habits_and_policy;
 mod helpers;
 mod intelligence;
@@ -12,3 +13,4 @@ mod memory_api;
 mod restart;
 mod server;
 mod signals_api;
+mod telegram;

@@ -95,7 +95,9 @@ impl BotApi {
         allowed: &[&str],
     ) -> Result<Vec<serde_json::Value>, CallError> {
         let params = serde_json::json!({"offset": offset, "timeout": timeout.as_secs(), "allowed_updates": allowed});
-        self.request("getUpdates", &params, timeout + CALL_TIMEOUT).await
+        // Twice the poll and a little more: a poll the server holds past that is a stall,
+        // and the caller reconnects.
+        self.request("getUpdates", &params, timeout * 2 + Duration::from_secs(5)).await
     }
 
     async fn request<B: Serialize + ?Sized, T: DeserializeOwned>(

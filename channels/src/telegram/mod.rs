@@ -24,7 +24,7 @@ use loopgate_engine::actions::{ApprovalDelivery, DecideError, TaskState, Verdict
 use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::memory::{MemoryCandidate, MemoryKind};
 use loopgate_engine::outbox::{NewOutbound, Outbound, OutboundState, SendError, Verification};
-use loopgate_engine::suggestion::{Delivery, RespondError, Responded, Response, SuggestionState};
+use loopgate_engine::suggestion::{Delivery, RespondError, Responded, Response, SuggestionState, edited_action};
 use loopgate_engine::{Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -128,8 +128,10 @@ impl Telegram {
         self.handle_update(raw).await
     }
 
+    /// Wall-clock time for liveness: whether Telegram answered lately is a matter of real
+    /// seconds, whatever clock the engine runs on.
     fn now_ms(&self) -> i64 {
-        self.store.clock().now().timestamp_millis()
+        crate::liveness::wall_clock_ms()
     }
 
     /// Handles one update, whether polled or posted. Handling it twice (a redelivery after
@@ -304,10 +306,17 @@ impl Telegram {
     async fn on_edit_reply(&self, message: &ChatMessage, id: i64) -> Result<(), StoreError> {
         let Some(claimant) = &message.claimant else { return Ok(()) };
         let text = message.signal.text.trim().to_owned();
-        let response = Response::Edit { action: Value::String(text) };
-        let answer = match self.intelligence.respond_from(id, &response, claimant).await {
-            Ok(responded) => escape(&describe_responded(&responded, self.config.timezone)),
-            Err(error) => escape(&refusal(error)?.text),
+        let Some(suggestion) = self.store.suggestion(id).await? else {
+            return self.reply(message, "This suggestion no longer exists.".into()).await;
+        };
+        // The reply replaces the action's text; everything else about the action stays.
+        let original = suggestion.edited_action.as_ref().unwrap_or(&suggestion.action);
+        let answer = match edited_action(original, &Value::String(text)) {
+            Err(why) => format!("Not edited: {}", escape(&why)),
+            Ok(action) => match self.intelligence.respond_from(id, &Response::Edit { action }, claimant).await {
+                Ok(responded) => escape(&describe_responded(&responded, self.config.timezone)),
+                Err(error) => escape(&refusal(error)?.text),
+            },
         };
         self.wakes.deliveries.notify_one();
         self.reply(message, answer).await

@@ -448,7 +448,8 @@ fn sqlite_migrator() -> Migrator {
             (3, "intelligence", "0003_intelligence.sql"),
             (4, "policy and habits", "0004_policy_and_habits.sql"),
             (5, "outbox", "0005_outbox.sql"),
-            (6, "tasks and approvals", "0006_tasks_and_approvals.sql")
+            (6, "tasks and approvals", "0006_tasks_and_approvals.sql"),
+            (7, "channel state", "0007_channel_state.sql")
         ]
     )
 }
@@ -462,7 +463,8 @@ fn postgres_migrator() -> Migrator {
             (3, "intelligence", "0003_intelligence.sql"),
             (4, "policy and habits", "0004_policy_and_habits.sql"),
             (5, "outbox", "0005_outbox.sql"),
-            (6, "tasks and approvals", "0006_tasks_and_approvals.sql")
+            (6, "tasks and approvals", "0006_tasks_and_approvals.sql"),
+            (7, "channel state", "0007_channel_state.sql")
         ]
     )
 }

@@ -25,7 +25,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(_) => json!({"ok": false, "backend": state.store.backend(), "error": "timed out after 2s"}),
     };
-    let now_ms = state.store.clock().now().timestamp_millis();
+    let now_ms = loopgate_channels::wall_clock_ms();
     let channels: Vec<_> = state.channels.iter().map(|c| c.report(now_ms)).collect();
     let ready = database["ok"] == true && channels.iter().all(|c| c.live);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -11,6 +11,7 @@ mod health;
 mod intel;
 mod memory;
 mod signals;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// One entry per running channel adapter; `/readyz` is unready while any is stale.
     pub channels: Arc<Vec<Liveness>>,
+    /// The Telegram channel, for its webhook, when configured.
+    pub telegram: Option<Arc<loopgate_channels::telegram::Telegram>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -71,6 +74,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/webhooks/telegram", post(webhooks::telegram))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,0 +1,476 @@
+//! The Telegram channel end to end: the real application against a fake Bot API on
+//! 127.0.0.1 that speaks Telegram's wire protocol.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use loopgate::config::{Config, ConfigDuration, TelegramMode, TelegramSection};
+use loopgate_channels::telegram::Preset;
+use loopgate_engine::SystemClock;
+use serde_json::{Value, json};
+
+use crate::fake_telegram::{FakeTelegram, Fault, message_json};
+use crate::helpers::{TELEGRAM_SECRET, TestApp, anonymous_client, spawn_app_in};
+use crate::intelligence::{ingest, message, owner_config, pulse, suggestions};
+
+const OWNER_ID: i64 = 1001;
+const STRANGER_ID: i64 = 4242;
+
+fn telegram(fake: &FakeTelegram) -> TelegramSection {
+    TelegramSection {
+        token_env: Some("TEST_TELEGRAM_TOKEN".into()),
+        api_url: fake.url.clone(),
+        poll_timeout: ConfigDuration::secs(1),
+        stale_after: Some(ConfigDuration::secs(3)),
+        ..TelegramSection::default()
+    }
+}
+
+/// On the system clock: the outbox's retries and the channel's liveness are real time.
+async fn app_in(dir: tempfile::TempDir, fake: &FakeTelegram, customize: impl FnOnce(&mut Config)) -> TestApp {
+    let _ =
+        tracing_subscriber::fmt().with_env_filter("loopgate_channels=warn,loopgate=warn").with_test_writer().try_init();
+    let section = telegram(fake);
+    spawn_app_in(dir, Arc::new(SystemClock), move |c| {
+        owner_config(c);
+        c.telegram = Some(section);
+        customize(c);
+    })
+    .await
+}
+
+async fn telegram_signals(app: &TestApp) -> Vec<Value> {
+    app.get("/api/signals?source=telegram&limit=100").await["signals"].as_array().unwrap().clone()
+}
+
+async fn wait_for_signals(app: &TestApp, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let signals = telegram_signals(app).await;
+        if signals.len() >= count {
+            return signals;
+        }
+        assert!(Instant::now() < deadline, "only {} of {count} signals: {signals:#?}", signals.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The message the bot posted for suggestion `id`, found by its Act button.
+async fn posted(fake: &FakeTelegram, data: &str) -> Value {
+    fake.wait_for(&format!("a message with button {data}"), |f| {
+        f.ok_calls("sendMessage")
+            .into_iter()
+            .find(|params| params["reply_markup"]["inline_keyboard"].to_string().contains(&format!("\"{data}\"")))
+    })
+    .await
+}
+
+/// The message id the fake gave the post carrying button `data`.
+async fn message_id_of(fake: &FakeTelegram, data: &str) -> i64 {
+    posted(fake, data).await;
+    fake.wait_for("its message id", |f| {
+        (5000..6000).find(|id| {
+            f.message(OWNER_ID, *id).is_some_and(|m| m["reply_markup"].to_string().contains(&format!("\"{data}\"")))
+        })
+    })
+    .await
+}
+
+async fn answer_of(fake: &FakeTelegram, callback_id: &str) -> Value {
+    fake.wait_for(&format!("answerCallbackQuery for {callback_id}"), |f| {
+        f.ok_calls("answerCallbackQuery").into_iter().find(|a| a["callback_query_id"] == callback_id)
+    })
+    .await
+}
+
+async fn suggestion(app: &TestApp, id: i64) -> Value {
+    app.get(&format!("/api/suggestions/{id}")).await
+}
+
+/// Four unanswered questions, reflected on: four active suggestions, posted to Telegram.
+async fn four_suggestions(app: &TestApp) -> Vec<(String, i64)> {
+    for (n, who) in ["ana", "ben", "cem", "dev"].iter().enumerate() {
+        let text = format!("Hi, can you check the invoice number {n}?");
+        ingest(app, message(&format!("q{n}"), who, &who.to_uppercase(), who, 300, Utc::now(), &text)).await;
+    }
+    pulse(app).await;
+    let active = suggestions(app, "active").await;
+    assert_eq!(active.len(), 4);
+    let mut named: Vec<(String, i64)> = ["ANA", "BEN", "CEM", "DEV"]
+        .iter()
+        .map(|who| {
+            let s = active.iter().find(|s| s["title"].as_str().unwrap().contains(who)).unwrap();
+            ((*who).to_owned(), s["id"].as_i64().unwrap())
+        })
+        .collect();
+    named.sort();
+    named
+}
+
+#[tokio::test]
+async fn chat_messages_become_signals_once_and_the_offset_survives_a_restart() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+
+    fake.push_message(OWNER_ID, "Ana", OWNER_ID, 1, "Send the *draft* <today> & check [notes]");
+    fake.push_message(STRANGER_ID, "Bob", -100, 7, "Ana, can you send me the invoice?");
+    let signals = wait_for_signals(&app, 2).await;
+    let owner = signals.iter().find(|s| s["external_id"] == "1001:1").expect("the owner's message");
+    assert_eq!(owner["text"], "Send the *draft* <today> & check [notes]");
+    assert_eq!(owner["actor"]["is_owner"], true);
+    assert_eq!(owner["kind"], "message");
+    let stranger = signals.iter().find(|s| s["external_id"] == "-100:7").expect("the group message");
+    assert_eq!(stranger["actor"]["is_owner"], false);
+    assert_eq!(stranger["conversation"]["id"], "-100");
+
+    // Telegram delivering the same message again (a new update id) is one signal.
+    let again = fake.push_message(OWNER_ID, "Ana", OWNER_ID, 1, "Send the *draft* <today> & check [notes]");
+    fake.wait_for("the redelivery to be confirmed", |f| {
+        f.calls("getUpdates").iter().any(|c| c.params["offset"].as_i64() > Some(again)).then_some(())
+    })
+    .await;
+    assert_eq!(telegram_signals(&app).await.len(), 2);
+
+    // While loopgate is down, a message arrives; after the restart it is read, and only it.
+    let dir = app.shutdown().await;
+    let while_down = fake.push_message(OWNER_ID, "Ana", OWNER_ID, 2, "back soon");
+    let polls_before = fake.calls("getUpdates").len();
+    let app = app_in(dir, &fake, |_| {}).await;
+    let signals = wait_for_signals(&app, 3).await;
+    assert_eq!(signals.len(), 3, "{signals:#?}");
+    let first_poll = fake.calls("getUpdates")[polls_before].params.clone();
+    assert_eq!(first_poll["offset"], while_down, "polling resumes at the saved offset");
+    assert_eq!(first_poll["allowed_updates"], json!(["message", "edited_message", "callback_query"]));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn suggestions_are_posted_with_four_buttons_and_each_button_does_what_it_says() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    let ids = four_suggestions(&app).await;
+    let id = |who: &str| ids.iter().find(|(w, _)| w == who).unwrap().1;
+
+    // Posted to the owner's chat, escaped, with Act · Edit · Snooze · Dismiss.
+    let post = posted(&fake, &format!("s:{}:act", id("ANA"))).await;
+    assert_eq!(post["chat_id"], OWNER_ID);
+    assert_eq!(post["parse_mode"], "HTML");
+    let labels: Vec<&str> = post["reply_markup"]["inline_keyboard"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Act", "Edit", "Snooze", "Dismiss"]);
+    for (_, id) in &ids {
+        posted(&fake, &format!("s:{id}:act")).await;
+    }
+    assert_eq!(fake.ok_calls("sendMessage").len(), 4, "one post per suggestion");
+
+    // Dismiss: answered at once, decided as the owner via Telegram, message edited, keyboard gone.
+    let ana_message = message_id_of(&fake, &format!("s:{}:act", id("ANA"))).await;
+    let press = fake.press(OWNER_ID, "Ana", OWNER_ID, ana_message, &format!("s:{}:dismiss", id("ANA")));
+    let answer = answer_of(&fake, &press).await;
+    assert_eq!(answer["text"], "Dismissed.");
+    let s = suggestion(&app, id("ANA")).await;
+    assert_eq!(s["state"], "dismissed");
+    assert_eq!((s["decision"]["via"].as_str(), s["decision"]["by"].as_str()), (Some("telegram"), Some("Ana")));
+    let edited = fake
+        .wait_for("the dismissed message edited", |f| {
+            f.message(OWNER_ID, ana_message).filter(|m| m["text"].as_str().unwrap().contains("Dismissed"))
+        })
+        .await;
+    assert!(edited.get("reply_markup").is_none(), "the keyboard is removed: {edited}");
+    assert!(edited["text"].as_str().unwrap().contains("via telegram by Ana"), "{edited}");
+
+    // A second press of the decided item says who decided, where and when.
+    let again = fake.press(OWNER_ID, "Ana", OWNER_ID, ana_message, &format!("s:{}:act", id("ANA")));
+    let answer = answer_of(&fake, &again).await;
+    assert_eq!(answer["show_alert"], true);
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.starts_with("Already decided: dismissed via telegram by Ana at "), "{text}");
+
+    // Snooze opens presets; "Tomorrow 09:00" is 09:00 in the owner's time zone.
+    let ben_message = message_id_of(&fake, &format!("s:{}:act", id("BEN"))).await;
+    let press = fake.press(OWNER_ID, "Ana", OWNER_ID, ben_message, &format!("s:{}:snooze", id("BEN")));
+    answer_of(&fake, &press).await;
+    let menu = fake
+        .wait_for("the snooze presets", |f| {
+            f.message(OWNER_ID, ben_message).filter(|m| m["reply_markup"].to_string().contains("Tomorrow 09:00"))
+        })
+        .await;
+    assert!(menu["reply_markup"].to_string().contains(&format!("s:{}:snooze:nw", id("BEN"))));
+    let press = fake.press(OWNER_ID, "Ana", OWNER_ID, ben_message, &format!("s:{}:snooze:tm", id("BEN")));
+    let until = Preset::TomorrowMorning.until(Utc::now(), chrono_tz::Europe::Berlin);
+    let text = answer_of(&fake, &press).await["text"].as_str().unwrap().to_owned();
+    assert!(text.ends_with("09:00."), "{text}");
+    let s = suggestion(&app, id("BEN")).await;
+    assert_eq!(s["state"], "snoozed");
+    assert_eq!(s["snoozed_until"], json!(until));
+
+    // Edit asks with a ForceReply prompt; the owner's reply to it is the edited action.
+    let cem_message = message_id_of(&fake, &format!("s:{}:act", id("CEM"))).await;
+    let press = fake.press(OWNER_ID, "Ana", OWNER_ID, cem_message, &format!("s:{}:edit", id("CEM")));
+    answer_of(&fake, &press).await;
+    let prompt = fake
+        .wait_for("the edit prompt", |f| {
+            f.ok_calls("sendMessage").into_iter().find(|m| m["reply_markup"]["force_reply"] == true)
+        })
+        .await;
+    assert!(prompt["text"].as_str().unwrap().contains("Reply to this message"));
+    let prompt_id = fake
+        .wait_for("the prompt's id", |f| {
+            (5000..6000).find(|id| f.message(OWNER_ID, *id).is_some_and(|m| m["text"] == prompt["text"]))
+        })
+        .await;
+    let mut reply = message_json(OWNER_ID, "Ana", OWNER_ID, 50, "Checked it, all good <3");
+    reply["reply_to_message"] = fake.message(OWNER_ID, prompt_id).unwrap();
+    fake.push("message", reply);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let s = suggestion(&app, id("CEM")).await;
+        if s["state"] == "edited" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not edited: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(s["edited_action"]["text"], "Checked it, all good <3");
+    assert_eq!(s["decision"]["via"], "telegram");
+
+    // Act on a message to someone: policy asks, so an approval is posted with its buttons;
+    // Deny cancels the task and edits the approval to say so.
+    let dev_message = message_id_of(&fake, &format!("s:{}:act", id("DEV"))).await;
+    let press = fake.press(OWNER_ID, "Ana", OWNER_ID, dev_message, &format!("s:{}:act", id("DEV")));
+    let answer = answer_of(&fake, &press).await;
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains("waits for approval A"), "{text}");
+    let approval: i64 = text.rsplit('A').next().unwrap().trim_end_matches('.').parse().unwrap();
+    let approval_message = message_id_of(&fake, &format!("a:{approval}:approve")).await;
+    let post = posted(&fake, &format!("a:{approval}:deny")).await;
+    assert!(post["text"].as_str().unwrap().contains(&format!("Approval A{approval}")));
+    let press = fake.press(OWNER_ID, "Ana", OWNER_ID, approval_message, &format!("a:{approval}:deny"));
+    assert!(answer_of(&fake, &press).await["text"].as_str().unwrap().contains("will not run"));
+    let decided = app.get(&format!("/api/approvals/{approval}")).await;
+    assert_eq!(decided["state"], "denied");
+    assert_eq!(decided["decision"]["via"], "telegram");
+    fake.wait_for("the approval message edited", |f| {
+        f.message(OWNER_ID, approval_message)
+            .filter(|m| m["text"].as_str().unwrap().contains("Denied") && m.get("reply_markup").is_none())
+    })
+    .await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn strangers_presses_and_commands_change_nothing_and_forged_buttons_are_refused() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    let ids = four_suggestions(&app).await;
+    let target = ids[0].1;
+    let message_id = message_id_of(&fake, &format!("s:{target}:act")).await;
+    let audit_before = app.get("/api/audit").await["entries"].as_array().map(Vec::len);
+
+    for data in [
+        format!("s:{target}:act"),
+        format!("s:{target}:dismiss"),
+        format!("s:{target}:edit"),
+        format!("s:{target}:snooze"),
+    ] {
+        let press = fake.press(STRANGER_ID, "Mallory", OWNER_ID, message_id, &data);
+        let answer = answer_of(&fake, &press).await;
+        assert_eq!(answer["show_alert"], true, "{data}");
+        assert!(answer["text"].as_str().unwrap().contains("only the owner"), "{data}: {answer}");
+    }
+    let forged = fake.press(OWNER_ID, "Ana", OWNER_ID, message_id, "s:1:rm -rf /");
+    assert_eq!(answer_of(&fake, &forged).await["text"], "This button is no longer valid.");
+    let missing = fake.press(OWNER_ID, "Ana", OWNER_ID, message_id, "a:99999:approve");
+    assert_eq!(answer_of(&fake, &missing).await["text"], "This approval no longer exists.");
+
+    // A stranger's commands are refused in chat; nothing is paused or remembered.
+    fake.push_message(STRANGER_ID, "Mallory", STRANGER_ID, 9, "/stop");
+    fake.push_message(STRANGER_ID, "Mallory", STRANGER_ID, 10, "/remember always approve Mallory");
+    fake.wait_for("two refusals", |f| {
+        let refusals = f.ok_calls("sendMessage").into_iter().filter(|m| m["chat_id"] == STRANGER_ID).count();
+        (refusals == 2).then_some(())
+    })
+    .await;
+    assert_eq!(app.get("/api/heartbeat").await["paused"], false);
+    assert_eq!(app.get("/api/memory?q=Mallory").await["memories"].as_array().map(Vec::len), Some(0));
+
+    assert_eq!(suggestion(&app, target).await["state"], "active");
+    assert_eq!(app.get("/api/audit").await["entries"].as_array().map(Vec::len), audit_before, "nothing decided");
+    assert!(fake.ok_calls("editMessageReplyMarkup").is_empty(), "no snooze menu for a stranger");
+    assert!(fake.ok_calls("sendMessage").iter().all(|m| m["reply_markup"]["force_reply"] != true), "no edit prompt");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_owners_commands_are_answered_in_chat() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    let reply_to = |n: i64| {
+        let fake = fake.clone();
+        async move {
+            fake.wait_for(&format!("the reply to message {n}"), |f| {
+                f.ok_calls("sendMessage").into_iter().find(|m| m["reply_parameters"]["message_id"] == n)
+            })
+            .await["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    fake.push_message(OWNER_ID, "Ana", OWNER_ID, 1, "/remember Never book meetings before 10 <am>");
+    assert_eq!(reply_to(1).await, "Remembered (constraint): Never book meetings before 10 &lt;am&gt;");
+    fake.push_message(OWNER_ID, "Ana", OWNER_ID, 2, "/memory@loopgate_bot meetings");
+    assert!(reply_to(2).await.contains("[constraint] Never book meetings before 10 &lt;am&gt;"));
+    fake.push_message(OWNER_ID, "Ana", OWNER_ID, 3, "/stop");
+    assert!(reply_to(3).await.starts_with("⏹ Stopped"));
+    assert_eq!(app.get("/api/heartbeat").await["paused"], true);
+    fake.push_message(OWNER_ID, "Ana", OWNER_ID, 4, "/resume");
+    assert_eq!(reply_to(4).await, "▶️ Resumed.");
+    assert_eq!(app.get("/api/heartbeat").await["paused"], false);
+    fake.push_message(OWNER_ID, "Ana", OWNER_ID, 5, "/help");
+    assert!(reply_to(5).await.contains("/suggestions"));
+    fake.push_message(OWNER_ID, "Ana", OWNER_ID, 6, "/suggestions");
+    assert_eq!(reply_to(6).await, "Nothing waiting for you.");
+    fake.push_message(OWNER_ID, "Ana", OWNER_ID, 7, "/frobnicate");
+    assert_eq!(reply_to(7).await, "I don't know /frobnicate. Try /help.");
+    // Commands are signals too.
+    let signals = wait_for_signals(&app, 7).await;
+    assert!(signals.iter().all(|s| s["kind"] == "command"), "{signals:#?}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limits_server_errors_and_dropped_connections_still_post_exactly_once() {
+    let fake = FakeTelegram::start().await;
+    fake.fail_next("SendMessage", vec![Fault::RateLimited(1), Fault::ServerError, Fault::Drop]);
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    ingest(&app, message("q1", "ana", "ANA", "ana", 300, Utc::now(), "Hi, can you check the invoice?")).await;
+    pulse(&app).await;
+    let id = suggestions(&app, "active").await[0]["id"].as_i64().unwrap();
+    posted(&fake, &format!("s:{id}:act")).await;
+    let attempts = fake.calls("sendMessage");
+    assert_eq!(attempts.len(), 4, "three failures, then the post");
+    assert!(attempts[1].at - attempts[0].at >= Duration::from_secs(1), "retry_after honoured");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.ok_calls("sendMessage").len(), 1, "posted exactly once");
+    let rows = app.store.outbox("telegram", &[], 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("sent", 4));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_between_edit_and_reply_keeps_the_pending_edit() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    ingest(&app, message("q1", "ana", "ANA", "ana", 300, Utc::now(), "Hi, can you check the invoice?")).await;
+    pulse(&app).await;
+    let id = suggestions(&app, "active").await[0]["id"].as_i64().unwrap();
+    let posted_id = message_id_of(&fake, &format!("s:{id}:act")).await;
+    let press = fake.press(OWNER_ID, "Ana", OWNER_ID, posted_id, &format!("s:{id}:edit"));
+    answer_of(&fake, &press).await;
+    let prompt_id = fake
+        .wait_for("the edit prompt", |f| {
+            (5000..6000).find(|m| {
+                f.message(OWNER_ID, *m).is_some_and(|m| m["text"].as_str().unwrap().contains("Reply to this"))
+            })
+        })
+        .await;
+    let dir = app.shutdown().await;
+
+    let app = app_in(dir, &fake, |_| {}).await;
+    let mut reply = message_json(OWNER_ID, "Ana", OWNER_ID, 60, "Done, sent it");
+    reply["reply_to_message"] = fake.message(OWNER_ID, prompt_id).unwrap();
+    fake.push("message", reply);
+    let confirmation = fake
+        .wait_for("the confirmation", |f| {
+            f.ok_calls("sendMessage").into_iter().find(|m| m["reply_parameters"]["message_id"] == 60)
+        })
+        .await;
+    assert_eq!(confirmation["text"], "Edited. It waits for approval A1.");
+    let s = suggestion(&app, id).await;
+    assert_eq!((s["state"].as_str(), s["edited_action"]["text"].as_str()), (Some("edited"), Some("Done, sent it")));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn webhook_mode_registers_checks_the_secret_and_takes_each_update_once() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |c| {
+        c.server.public_url = Some("https://loopgate.example.org/".into());
+        let t = c.telegram.as_mut().unwrap();
+        t.mode = TelegramMode::Webhook;
+        t.webhook_secret_env = Some("TEST_TELEGRAM_SECRET".into());
+    })
+    .await;
+    let webhook = fake.wait_for("setWebhook", FakeTelegram::webhook).await;
+    assert_eq!(webhook["url"], "https://loopgate.example.org/webhooks/telegram");
+    assert_eq!(webhook["secret_token"], TELEGRAM_SECRET);
+    assert!(fake.calls("getUpdates").is_empty(), "no polling in webhook mode");
+
+    let client = anonymous_client();
+    let update = json!({"update_id": 77, "message": message_json(OWNER_ID, "Ana", OWNER_ID, 3, "from the webhook")});
+    let post = |secret: Option<&str>, body: String| {
+        let mut request =
+            client.post(app.url("/webhooks/telegram")).header("content-type", "application/json").body(body);
+        if let Some(secret) = secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        request.send()
+    };
+    assert_eq!(post(None, update.to_string()).await.unwrap().status(), 401);
+    assert_eq!(post(Some("webhook-secret_0123456780"), update.to_string()).await.unwrap().status(), 401);
+    assert_eq!(post(Some(""), update.to_string()).await.unwrap().status(), 401);
+    assert!(telegram_signals(&app).await.is_empty(), "a forged update changes nothing");
+    assert_eq!(post(Some(TELEGRAM_SECRET), "{not json".into()).await.unwrap().status(), 400);
+    assert_eq!(post(Some(TELEGRAM_SECRET), json!({"message": {}}).to_string()).await.unwrap().status(), 400);
+    let big = json!({"update_id": 78, "message": message_json(OWNER_ID, "Ana", OWNER_ID, 4, &"x".repeat(300_000))});
+    assert_eq!(post(Some(TELEGRAM_SECRET), big.to_string()).await.unwrap().status(), 413);
+    assert!(telegram_signals(&app).await.is_empty(), "bad input changes nothing");
+
+    for _ in 0..2 {
+        assert_eq!(post(Some(TELEGRAM_SECRET), update.to_string()).await.unwrap().status(), 200);
+    }
+    let signals = telegram_signals(&app).await;
+    assert_eq!(signals.len(), 1, "a redelivered update is one signal");
+    assert_eq!(signals[0]["text"], "from the webhook");
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stalled_poll_makes_readyz_unready_until_polling_recovers() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    let readiness = || async {
+        let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        (status, body)
+    };
+    let wait_ready = |want: u16| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = readiness().await;
+            if status == want {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "never {want}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait_ready(200).await;
+    fake.stall_polls(true);
+    let body = wait_ready(503).await;
+    assert_eq!(body["channels"][0]["channel"], "telegram");
+    assert_eq!(body["channels"][0]["live"], false);
+    fake.stall_polls(false);
+    wait_ready(200).await;
+    app.shutdown().await;
+}
