@@ -104,10 +104,53 @@ fn check(config_path: Option<&Path>) -> Report {
         Ok(runtime) => runtime.block_on(async {
             check_database(&settings, &mut report).await;
             check_listen(&settings, &mut report).await;
+            check_telegram(&settings, &mut report).await;
         }),
         Err(e) => report.add(Level::Fail, "runtime", format!("cannot start the async runtime: {e}"), None),
     }
     report
+}
+
+/// Asks the Bot API who the bot is: proves the token and the address in one call.
+async fn check_telegram(settings: &Settings, report: &mut Report) {
+    let Some(config) = &settings.telegram else { return };
+    if config.chat_id.is_none() {
+        report.add(
+            Level::Warn,
+            "telegram.chat_id",
+            "no chat to post suggestions to: neither chat_id nor [owner] telegram_user_ids is set",
+            Some("set [owner] telegram_user_ids = [<your id>], or telegram.chat_id".into()),
+        );
+    }
+    let api = match loopgate_channels::telegram::BotApi::new(&config.api_url, &config.token) {
+        Ok(api) => api,
+        Err(e) => return report.add(Level::Fail, "telegram", format!("cannot build an HTTP client: {e}"), None),
+    };
+    let no_params = serde_json::json!({});
+    match tokio::time::timeout(std::time::Duration::from_secs(10), api.call_json("getMe", &no_params)).await {
+        Ok(Ok(me)) => {
+            let name = me["username"].as_str().or(me["first_name"].as_str()).unwrap_or("?").to_owned();
+            report.add(Level::Ok, "telegram", format!("the token belongs to @{name} at {}", config.api_url), None)
+        }
+        Ok(Err(loopgate_channels::telegram::CallError::Refused { code: 401 | 404, .. })) => report.add(
+            Level::Fail,
+            "telegram.token_env",
+            format!("{} does not accept the bot token", config.api_url),
+            Some("copy the token again from @BotFather (/mybots → API Token)".into()),
+        ),
+        Ok(Err(e)) => report.add(
+            Level::Fail,
+            "telegram.api_url",
+            e.to_string(),
+            Some("check the network, or api_url if you run your own Bot API server".into()),
+        ),
+        Err(_) => report.add(
+            Level::Fail,
+            "telegram.api_url",
+            format!("{} did not answer within 10 s", config.api_url),
+            Some("check the network, or api_url if you run your own Bot API server".into()),
+        ),
+    }
 }
 
 /// A configured command whose program is missing fails only when approved, long after

@@ -474,3 +474,26 @@ async fn a_stalled_poll_makes_readyz_unready_until_polling_recovers() {
     wait_ready(200).await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_proves_the_token_against_the_bot_api() {
+    let fake = FakeTelegram::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[owner]\ntelegram_user_ids = [{OWNER_ID}]\n[telegram]\ntoken_env = \"DOCTOR_TELEGRAM_TOKEN\"\napi_url = \"{}\"\n",
+        fake.url
+    );
+    let config = crate::helpers::write_config(dir.path(), &extra);
+    let run = |token: &'static str| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::helpers::run_cli(&config, &["doctor"], &[("DOCTOR_TELEGRAM_TOKEN", token)])
+        })
+    };
+    let (code, stdout, _) = run(crate::fake_telegram::BOT_TOKEN).await.unwrap();
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("the token belongs to @loopgate_bot"), "{stdout}");
+    let (code, stdout, _) = run("999:not-the-token").await.unwrap();
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  telegram.token_env") && stdout.contains("@BotFather"), "{stdout}");
+}
