@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::Connection;
+
 struct Options {
     clients: usize,
     seconds: u64,
@@ -211,7 +214,7 @@ async fn load(port: u16, options: &Options) -> (Vec<u64>, u64, Duration) {
                     r#"{{"source":"bench","kind":"message","external_id":"c{client_id}-{n}","actor":{{"id":"user-{client_id}","name":"Bench User"}},"conversation":"chat-{client_id}","text":"benchmark message {n} from client {client_id}: please review the quarterly report draft before the meeting on Friday and reply with comments","urgency":"normal"}}"#
                 );
                 let started = Instant::now();
-                let status = connection.post_json("/api/signals", &body).await;
+                let status = connection.post_json("/api/signals", "", &body).await;
                 assert_eq!(status, 201, "every signal is new");
                 if measuring.load(Ordering::Relaxed) {
                     samples.push(started.elapsed().as_nanos() as u64);
@@ -233,50 +236,4 @@ async fn load(port: u16, options: &Options) -> (Vec<u64>, u64, Duration) {
         all.extend(task.await.unwrap());
     }
     (all, acknowledged.load(Ordering::Relaxed), elapsed)
-}
-
-/// One keep-alive HTTP/1.1 connection that sends a POST and reads the answer's status,
-/// headers and Content-Length body.
-struct Connection {
-    stream: tokio::io::BufStream<tokio::net::TcpStream>,
-    line: String,
-}
-
-impl Connection {
-    async fn open(port: u16) -> Connection {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Connection { stream: tokio::io::BufStream::new(stream), line: String::new() }
-    }
-
-    async fn post_json(&mut self, path: &str, body: &str) -> u16 {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.stream.write_all(head.as_bytes()).await.unwrap();
-        self.stream.write_all(body.as_bytes()).await.unwrap();
-        self.stream.flush().await.unwrap();
-        self.line.clear();
-        self.stream.read_line(&mut self.line).await.unwrap();
-        let status: u16 = self.line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-        let mut length = 0usize;
-        loop {
-            self.line.clear();
-            self.stream.read_line(&mut self.line).await.unwrap();
-            let header = self.line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0u8; length];
-        self.stream.read_exact(&mut body).await.unwrap();
-        status
-    }
 }

@@ -21,6 +21,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+mod support;
+use support::Connection;
+
 const TOKEN: &str = "123456:BENCH-token";
 const SECRET: &str = "bench-secret-0123456789";
 const OWNER: i64 = 1001;
@@ -55,6 +58,10 @@ async fn fake_bot_api(
         _ => json!(true),
     };
     Json(json!({"ok": true, "result": result}))
+}
+
+fn secret_header() -> String {
+    format!("X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\n")
 }
 
 fn free_port() -> u16 {
@@ -140,7 +147,7 @@ fn main() {
                 "message": {"message_id": 1, "date": 0, "chat": {"id": OWNER, "type": "private", "first_name": "Owner"}, "text": "s"},
                 "chat_instance": "1", "data": format!("s:{id}:snooze")}});
             let sent = Instant::now();
-            assert_eq!(connection.post("/webhooks/telegram", &update.to_string(), true).await, 200);
+            assert_eq!(connection.post_json("/webhooks/telegram", &secret_header(), &update.to_string()).await, 200);
             let answered = answers.lock().unwrap().get(&callback_id).copied().expect("answered before the webhook returned");
             if n >= 100 {
                 latencies.push((answered - sent).as_nanos() as u64);
@@ -190,7 +197,8 @@ async fn throughput(port: u16, clients: usize, seconds: u64, webhook: bool) -> f
                         "actor": {"id": format!("user-{client}"), "name": "Bench"}, "conversation": format!("chat-{client}"), "text": text});
                     ("/api/signals", signal.to_string())
                 };
-                let status = connection.post(path, &body, webhook).await;
+                let headers = if webhook { secret_header() } else { String::new() };
+                let status = connection.post_json(path, &headers, &body).await;
                 assert!(status == 200 || status == 201, "{path}: {status}");
                 if measuring.load(Ordering::Relaxed) {
                     acknowledged.fetch_add(1, Ordering::Relaxed);
@@ -209,50 +217,4 @@ async fn throughput(port: u16, clients: usize, seconds: u64, webhook: bool) -> f
         task.await.unwrap();
     }
     acknowledged.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
-}
-
-/// A minimal keep-alive HTTP/1.1 client, so the load generator leaves the cores to the server.
-struct Connection {
-    stream: tokio::io::BufStream<tokio::net::TcpStream>,
-    line: String,
-}
-
-impl Connection {
-    async fn open(port: u16) -> Connection {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Connection { stream: tokio::io::BufStream::new(stream), line: String::new() }
-    }
-
-    async fn post(&mut self, path: &str, body: &str, with_secret: bool) -> u16 {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        let secret = if with_secret { format!("X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\n") } else { String::new() };
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{secret}Content-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.stream.write_all(head.as_bytes()).await.unwrap();
-        self.stream.write_all(body.as_bytes()).await.unwrap();
-        self.stream.flush().await.unwrap();
-        self.line.clear();
-        self.stream.read_line(&mut self.line).await.unwrap();
-        let status: u16 = self.line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-        let mut length = 0usize;
-        loop {
-            self.line.clear();
-            self.stream.read_line(&mut self.line).await.unwrap();
-            let header = self.line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0u8; length];
-        self.stream.read_exact(&mut body).await.unwrap();
-        status
-    }
 }

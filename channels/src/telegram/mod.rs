@@ -109,10 +109,6 @@ impl Telegram {
         Ok(Arc::new(Telegram { config, api, store, intelligence, liveness, wakes }))
     }
 
-    pub fn api(&self) -> &BotApi {
-        &self.api
-    }
-
     /// Whether a webhook request carries our secret, compared in constant time.
     pub fn webhook_secret_matches(&self, header: Option<&[u8]>) -> bool {
         use subtle::ConstantTimeEq;
