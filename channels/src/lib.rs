@@ -7,6 +7,9 @@
 //! `/readyz` turns into the service's readiness.
 
 mod channel;
+pub mod chat;
+#[cfg(feature = "discord")]
+pub mod discord;
 mod liveness;
 pub mod outbox;
 pub mod pump;

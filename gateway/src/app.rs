@@ -12,6 +12,7 @@ use loopgate_engine::{Clock, Store, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use loopgate_channels::discord::Discord;
 use loopgate_channels::outbox::deliver;
 use loopgate_channels::pump::pump;
 use loopgate_channels::telegram::Telegram;
@@ -61,6 +62,14 @@ impl Application {
             telegram = Some(channel.clone());
             channels.push((channel, wakes));
         }
+        let mut discord = None;
+        if let Some(config) = &settings.discord {
+            let wakes = Wakes::default();
+            let channel = Discord::new(config.clone(), store.clone(), intelligence.clone(), wakes.clone())
+                .context("setting up the Discord channel")?;
+            discord = Some(channel.clone());
+            channels.push((channel, wakes));
+        }
         let state = AppState {
             store,
             intelligence,
@@ -69,6 +78,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             channels: Arc::new(channels.iter().map(|(c, _)| c.liveness().clone()).collect()),
             telegram,
+            discord,
         };
         Ok(Application { listener, address, state, settings, channels })
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use loopgate_channels::discord::DiscordConfig;
 use loopgate_channels::telegram::{Mode as Transport, TelegramConfig};
 use loopgate_engine::heartbeat::{QuietHours, Rules};
 use loopgate_engine::intelligence::Settings as IntelSettings;
@@ -39,7 +40,50 @@ pub struct Config {
     /// Named commands the `command` action may run (`[[command]]`).
     pub command: Vec<CommandConfig>,
     pub telegram: Option<TelegramSection>,
+    pub discord: Option<DiscordSection>,
     pub log: LogConfig,
+}
+
+/// `[discord]`: the bot's token (by reference), where it talks to, listens and posts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordSection {
+    /// The environment variable holding the bot token (Developer Portal → Bot).
+    pub token_env: Option<String>,
+    /// Or a file holding it (first line).
+    pub token_file: Option<PathBuf>,
+    /// The REST base URL: the public API, a proxy, or a test fake. The gateway is whatever
+    /// that API's `GET /gateway` returns.
+    pub api_base: String,
+    /// Learned from the gateway when left out.
+    pub application_id: Option<u64>,
+    /// The application's public key (hex), for the HTTP interactions endpoint
+    /// `POST /webhooks/discord`. Without it that endpoint refuses everything.
+    pub public_key: Option<String>,
+    /// Channels listened in besides DMs (threads under them included).
+    pub channel_ids: Vec<u64>,
+    /// Where suggestions and approvals are posted; a DM to the owner when left out.
+    pub delivery_channel_id: Option<u64>,
+    /// Accounts besides the owner's that may answer suggestions and approvals.
+    pub allowed_user_ids: Vec<u64>,
+    /// How long without a connected gateway makes `/readyz` unready.
+    pub stale_after: ConfigDuration,
+}
+
+impl Default for DiscordSection {
+    fn default() -> DiscordSection {
+        DiscordSection {
+            token_env: None,
+            token_file: None,
+            api_base: "https://discord.com".into(),
+            application_id: None,
+            public_key: None,
+            channel_ids: Vec::new(),
+            delivery_channel_id: None,
+            allowed_user_ids: Vec::new(),
+            stale_after: ConfigDuration::secs(90),
+        }
+    }
 }
 
 /// `[telegram]`: the bot's token (by reference), where it talks to and where it posts.
@@ -763,6 +807,18 @@ impl Config {
                 }
             },
         };
+        let discord = match &self.discord {
+            None => None,
+            Some(d) => match self.discord_settings(d, env, timezone) {
+                Ok(settings) => settings,
+                Err(found) => {
+                    for p in found {
+                        problem(&p.key, p.problem, &p.fix);
+                    }
+                    None
+                }
+            },
+        };
         if self.suggestions.max_active == 0 {
             problem("suggestions.max_active", "0 would never suggest anything".into(), "use 1 or more");
         }
@@ -777,6 +833,7 @@ impl Config {
         match (listen, timezone, problems.is_empty()) {
             (Some(listen), Some(timezone), true) => Ok(Settings {
                 telegram,
+                discord,
                 webhooks,
                 commands,
                 listen,
@@ -803,7 +860,77 @@ impl Config {
             self.owner.emails.iter().cloned(),
         );
         let telegram_allowed = self.telegram.iter().flat_map(|t| t.allowed_user_ids.iter().map(ToString::to_string));
-        owner.allow("telegram", telegram_allowed)
+        let discord_allowed = self.discord.iter().flat_map(|d| d.allowed_user_ids.iter().map(ToString::to_string));
+        owner.allow("telegram", telegram_allowed).allow("discord", discord_allowed)
+    }
+
+    /// `[discord]` checked, with its token read.
+    fn discord_settings(
+        &self,
+        d: &DiscordSection,
+        env: &dyn Fn(&str) -> Option<String>,
+        timezone: Option<chrono_tz::Tz>,
+    ) -> Result<Option<DiscordConfig>, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let token = read_secret(env, "discord", d.token_env.as_deref(), d.token_file.as_deref())
+            .map_err(|p| problems.push(p))
+            .ok();
+        // "Bot xyz" pasted whole would be sent as "Bot Bot xyz".
+        let token = token.map(|t| t.strip_prefix("Bot ").map(str::to_owned).unwrap_or(t));
+        if let Some(token) = &token
+            && (token.split('.').count() != 3 || token.chars().any(char::is_whitespace))
+        {
+            problems.push(Problem {
+                key: "discord.token_env".into(),
+                problem: "the bot token does not look like one (three parts separated by dots)".into(),
+                fix: "copy the token from the Developer Portal (Bot → Reset Token)".into(),
+            });
+        }
+        if !(d.api_base.starts_with("https://") || d.api_base.starts_with("http://")) {
+            problems.push(Problem {
+                key: "discord.api_base".into(),
+                problem: format!("{:?} is not an http(s) URL", d.api_base),
+                fix: "leave it out for the public API, or write it like \"http://127.0.0.1:8082\"".into(),
+            });
+        }
+        if let Some(key) = &d.public_key
+            && let Err(error) = loopgate_channels::discord::parse_public_key(key)
+        {
+            problems.push(Problem {
+                key: "discord.public_key".into(),
+                problem: error.to_string(),
+                fix: "copy the Public Key from the Developer Portal (General Information)".into(),
+            });
+        }
+        if d.delivery_channel_id.is_none() && self.owner.discord_user_ids.is_empty() {
+            problems.push(Problem {
+                key: "discord.delivery_channel_id".into(),
+                problem: "nowhere to post suggestions: no delivery channel and no owner.discord_user_ids to DM".into(),
+                fix: "set owner.discord_user_ids = [<your user id>] or discord.delivery_channel_id".into(),
+            });
+        }
+        if d.stale_after.0 < Duration::from_secs(1) {
+            problems.push(Problem {
+                key: "discord.stale_after".into(),
+                problem: "shorter than a second would flap".into(),
+                fix: "use the default, 90s".into(),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let (Some(token), Some(timezone)) = (token, timezone) else { return Ok(None) };
+        Ok(Some(DiscordConfig {
+            token,
+            api_base: d.api_base.trim_end_matches('/').to_owned(),
+            application_id: d.application_id,
+            public_key: d.public_key.clone(),
+            channel_ids: d.channel_ids.clone(),
+            delivery_channel_id: d.delivery_channel_id,
+            dm_user_id: self.owner.discord_user_ids.first().copied(),
+            stale_after: d.stale_after.0,
+            timezone,
+        }))
     }
 
     /// `[telegram]` checked, with its secrets read. `None` when the time zone is already
@@ -996,6 +1123,8 @@ fn merge_into(dict: &mut figment::value::Dict, key: String, value: figment::valu
 pub struct Settings {
     /// `[telegram]`, when configured.
     pub telegram: Option<TelegramConfig>,
+    /// `[discord]`, when configured.
+    pub discord: Option<DiscordConfig>,
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NamedCommand>,
     pub listen: SocketAddr,

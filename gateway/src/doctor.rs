@@ -105,6 +105,7 @@ fn check(config_path: Option<&Path>) -> Report {
             check_database(&settings, &mut report).await;
             check_listen(&settings, &mut report).await;
             check_telegram(&settings, &mut report).await;
+            check_discord(&settings, &mut report).await;
         }),
         Err(e) => report.add(Level::Fail, "runtime", format!("cannot start the async runtime: {e}"), None),
     }
@@ -149,6 +150,36 @@ async fn check_telegram(settings: &Settings, report: &mut Report) {
             "telegram.api_url",
             format!("{} did not answer within 10 s", config.api_url),
             Some("check the network, or api_url if you run your own Bot API server".into()),
+        ),
+    }
+}
+
+/// Asks Discord who the bot is (`GET /users/@me`): proves the token and the address.
+async fn check_discord(settings: &Settings, report: &mut Report) {
+    use loopgate_channels::discord::{CallError, RestApi};
+    let Some(config) = &settings.discord else { return };
+    let api = match RestApi::new(&config.api_base, &config.token) {
+        Ok(api) => api,
+        Err(e) => return report.add(Level::Fail, "discord", format!("cannot build an HTTP client: {e}"), None),
+    };
+    let fix = || Some("check the network, or api_base if you go through a proxy".to_owned());
+    match tokio::time::timeout(std::time::Duration::from_secs(10), api.get("/users/@me")).await {
+        Ok(Ok(me)) => {
+            let name = me["username"].as_str().unwrap_or("?").to_owned();
+            report.add(Level::Ok, "discord", format!("the token belongs to {name} at {}", config.api_base), None)
+        }
+        Ok(Err(CallError::Refused { status: 401, .. })) => report.add(
+            Level::Fail,
+            "discord.token_env",
+            format!("{} does not accept the bot token", config.api_base),
+            Some("copy the token again from the Developer Portal (Bot → Reset Token)".into()),
+        ),
+        Ok(Err(e)) => report.add(Level::Fail, "discord.api_base", e.to_string(), fix()),
+        Err(_) => report.add(
+            Level::Fail,
+            "discord.api_base",
+            format!("{} did not answer within 10 s", config.api_base),
+            fix(),
         ),
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use loopgate::config::{Config, ConfigDuration, TelegramMode, TelegramSection};
-use loopgate_channels::telegram::Preset;
+use loopgate_channels::chat::Preset;
 use loopgate_engine::SystemClock;
 use serde_json::{Value, json};
 

@@ -19,21 +19,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
-use loopgate_engine::MemoryQuery;
-use loopgate_engine::actions::{ApprovalDelivery, DecideError, TaskState, Verdict};
+use loopgate_engine::actions::ApprovalDelivery;
 use loopgate_engine::intelligence::Intelligence;
-use loopgate_engine::memory::{MemoryCandidate, MemoryKind};
 use loopgate_engine::outbox::{NewOutbound, Outbound, OutboundState, SendError, Verification};
-use loopgate_engine::suggestion::{Delivery, RespondError, Responded, Response, SuggestionState, edited_action};
+use loopgate_engine::suggestion::Delivery;
 use loopgate_engine::{Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 pub use api::{BotApi, CallError};
 pub use normalize::{Callback, ChatMessage, Command, Inbound, normalize, parse_command};
-pub use render::{Button, Preset, escape};
+pub use render::escape;
 
 use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
+use crate::chat::{self, Button, Commands, Markup, Pressed, sleep_or_stop};
 use crate::liveness::Liveness;
 
 pub const CHANNEL: &str = "telegram";
@@ -94,8 +93,6 @@ impl Answer {
         Answer { text: text.into(), alert: true }
     }
 }
-
-const REFUSAL: &str = "Sorry — only the owner of this assistant can answer that.";
 
 impl Telegram {
     pub fn new(
@@ -191,73 +188,14 @@ impl Telegram {
     }
 
     async fn press(&self, button: Button, callback: &Callback) -> Result<Answer, StoreError> {
-        let claimant = &callback.claimant;
-        let timezone = self.config.timezone;
-        let response = match button {
-            Button::Act(_) => Response::Act,
-            Button::Dismiss(_) => Response::Dismiss,
-            Button::Snooze(_, preset) => Response::Snooze { until: preset.until(self.store.clock().now(), timezone) },
-            Button::SnoozeMenu(id) | Button::Back(id) | Button::Edit(id) => {
-                return self.open(button, id, callback).await;
-            }
-            Button::Approve(id) | Button::Deny(id) => {
-                let verdict = if matches!(button, Button::Approve(_)) { Verdict::Approve } else { Verdict::Deny };
-                let intelligence = self.intelligence.clone();
-                let claimant = claimant.clone();
-                let decided =
-                    within(ANSWER_WITHIN, async move { intelligence.decide_from(id, verdict, &claimant).await }).await;
-                return Ok(match decided {
-                    None => Answer::toast("Approved — running; the message will show the outcome."),
-                    Some(Ok((approval, task))) => Answer::toast(match task.state {
-                        TaskState::Succeeded => format!("Approved A{} — done.", approval.id),
-                        TaskState::Failed => {
-                            format!("Approved A{} — it failed: {}", approval.id, task.error.unwrap_or_default())
-                        }
-                        TaskState::Cancelled => format!("Denied A{}: it will not run.", approval.id),
-                        state => format!("A{} {}: task {state}.", approval.id, approval.state),
-                    }),
-                    Some(Err(DecideError::Unauthorized { .. })) => Answer::alert(REFUSAL),
-                    Some(Err(DecideError::NotFound(_))) => Answer::alert("This approval no longer exists."),
-                    Some(Err(e @ DecideError::AlreadyDecided { .. })) => Answer::alert(capitalize(&e.to_string())),
-                    Some(Err(DecideError::Store(e))) => return Err(e),
-                });
-            }
+        let pressed =
+            chat::press(&self.intelligence, button, &callback.claimant, self.config.timezone, ANSWER_WITHIN).await?;
+        let suggestion = match pressed {
+            Pressed::Done(text) | Pressed::Running(text) => return Ok(Answer::toast(text)),
+            Pressed::Refused(text) => return Ok(Answer::alert(text)),
+            Pressed::Open(suggestion) => suggestion,
         };
-        let id = match button {
-            Button::Act(id) | Button::Dismiss(id) | Button::Snooze(id, _) => id,
-            _ => unreachable!("handled above"),
-        };
-        let intelligence = self.intelligence.clone();
-        let who = claimant.clone();
-        let answered = within(ANSWER_WITHIN, {
-            let response = response.clone();
-            async move { intelligence.respond_from(id, &response, &who).await }
-        })
-        .await;
-        Ok(match answered {
-            None => Answer::toast("Done — running; the message will show the outcome."),
-            Some(Ok(responded)) => Answer::toast(describe_responded(&responded, timezone)),
-            Some(Err(error)) => refusal(error)?,
-        })
-    }
-
-    /// Buttons that open something (snooze presets, back, the Edit prompt): nothing is
-    /// decided yet, but only someone who may answer gets it, and only while it is open.
-    async fn open(&self, button: Button, id: i64, callback: &Callback) -> Result<Answer, StoreError> {
-        if self.intelligence.authorize(&callback.claimant, &format!("suggestion:{id}")).is_none() {
-            return Ok(Answer::alert(REFUSAL));
-        }
-        let Some(suggestion) = self.store.suggestion(id).await? else {
-            return Ok(Answer::alert("This suggestion no longer exists."));
-        };
-        if !suggestion.state.is_answerable() {
-            let error = RespondError::AlreadyDecided {
-                state: suggestion.state,
-                decision: suggestion.decision.clone(),
-                snoozed_until: suggestion.snoozed_until,
-            };
-            return Ok(Answer::alert(capitalize(&error.to_string())));
-        }
+        let id = suggestion.id;
         // Keyed by the press: a redelivered update queues nothing new.
         let key = format!("{CHANNEL}:callback:{}", callback.id);
         match (button, callback.message) {
@@ -301,94 +239,41 @@ impl Telegram {
     /// The owner's reply to an Edit prompt: the edited action, decided like a button press.
     async fn on_edit_reply(&self, message: &ChatMessage, id: i64) -> Result<(), StoreError> {
         let Some(claimant) = &message.claimant else { return Ok(()) };
-        let text = message.signal.text.trim().to_owned();
         let Some(suggestion) = self.store.suggestion(id).await? else {
             return self.reply(message, "This suggestion no longer exists.".into()).await;
         };
-        // The reply replaces the action's text; everything else about the action stays.
-        let original = suggestion.edited_action.as_ref().unwrap_or(&suggestion.action);
-        let answer = match edited_action(original, &Value::String(text)) {
-            Err(why) => format!("Not edited: {}", escape(&why)),
-            Ok(action) => match self.intelligence.respond_from(id, &Response::Edit { action }, claimant).await {
-                Ok(responded) => escape(&describe_responded(&responded, self.config.timezone)),
-                Err(error) => escape(&refusal(error)?.text),
-            },
+        let answer = match chat::edit_response(&suggestion, &message.signal.text) {
+            Err(why) => format!("Not edited: {why}"),
+            Ok(response) => {
+                match chat::respond(&self.intelligence, id, response, claimant, self.config.timezone, ANSWER_WITHIN)
+                    .await?
+                {
+                    Pressed::Done(text) | Pressed::Running(text) | Pressed::Refused(text) => text,
+                    Pressed::Open(_) => unreachable!("an answer opens nothing"),
+                }
+            }
         };
         self.wakes.deliveries.notify_one();
-        self.reply(message, answer).await
+        self.reply(message, escape(&answer)).await
     }
 
     async fn on_command(&self, message: &ChatMessage, command: &Command) -> Result<(), StoreError> {
-        let allowed = message
-            .claimant
-            .as_ref()
-            .is_some_and(|c| self.intelligence.authorize(c, &format!("command:{}", command.name)).is_some());
-        if !allowed {
-            return self.reply(message, "Sorry — I only take commands from my owner.".into()).await;
-        }
-        let text = match command.name.as_str() {
-            "start" | "help" => HELP.to_owned(),
-            "suggestions" => self.list_suggestions().await?,
-            "memory" if command.argument.is_empty() => "Usage: <code>/memory &lt;words&gt;</code>".into(),
-            "memory" => self.search_memory(&command.argument).await?,
-            "remember" if command.argument.is_empty() => "Usage: <code>/remember &lt;text&gt;</code>".into(),
-            "remember" => {
-                let candidate = MemoryCandidate::from_owner(kind_of_note(&command.argument), command.argument.clone());
-                let kind = candidate.kind;
-                match self.store.remember(candidate).await? {
-                    loopgate_engine::RememberOutcome::Rejected { reason } => {
-                        format!("Not remembered: {}", escape(&reason.to_string()))
-                    }
-                    _ => format!("Remembered ({}): {}", kind.as_str(), escape(&command.argument)),
-                }
-            }
-            "pause" => {
-                self.intelligence.set_paused(true).await?;
-                tracing::warn!("kill switch: paused from Telegram");
-                "⏸ Paused: no new suggestions and no tasks run until /resume.".into()
-            }
-            "stop" => {
-                self.intelligence.set_paused(true).await?;
-                tracing::warn!("kill switch: stopped from Telegram");
-                "⏹ Stopped: nothing is dispatched and no task runs until /resume.".into()
-            }
-            "resume" => {
-                self.intelligence.set_paused(false).await?;
-                tracing::warn!("kill switch: resumed from Telegram");
-                "▶️ Resumed.".into()
-            }
-            other => format!("I don't know /{}. Try /help.", escape(other)),
+        let commands = self.commands();
+        let text = if commands.allowed(message.claimant.as_ref(), &command.name) {
+            commands.run(&command.name, &command.argument).await?
+        } else {
+            chat::COMMAND_REFUSAL.into()
         };
         self.reply(message, text).await
     }
 
-    async fn list_suggestions(&self) -> Result<String, StoreError> {
-        let open = self.store.suggestions(&[SuggestionState::Active, SuggestionState::Snoozed], 20).await?;
-        if open.is_empty() {
-            return Ok("Nothing waiting for you.".into());
+    fn commands(&self) -> Commands<'_> {
+        Commands {
+            intelligence: &self.intelligence,
+            markup: Markup::Html,
+            timezone: self.config.timezone,
+            channel: CHANNEL,
         }
-        let mut text = String::from("<b>Open suggestions</b>");
-        for s in open {
-            text.push_str(&format!("\n#{} {}", s.id, escape(&s.title)));
-            if let (SuggestionState::Snoozed, Some(until)) = (s.state, s.snoozed_until) {
-                let local = until.with_timezone(&self.config.timezone).format("%a %H:%M");
-                text.push_str(&format!(" (snoozed until {local})"));
-            }
-        }
-        Ok(text)
-    }
-
-    async fn search_memory(&self, query: &str) -> Result<String, StoreError> {
-        let hits = self.store.search_memories(&MemoryQuery { text: query.to_owned(), kind: None, limit: 5 }).await?;
-        if hits.is_empty() {
-            return Ok(format!("Nothing remembered about “{}”.", escape(query)));
-        }
-        let mut text = format!("<b>Remembered about “{}”</b>", escape(query));
-        for hit in hits {
-            let m = hit.memory;
-            text.push_str(&format!("\n• [{}] {} (#{})", m.kind.as_str(), escape(&m.content), m.id));
-        }
-        Ok(text)
     }
 
     fn chat_id(&self) -> Option<i64> {
@@ -561,68 +446,6 @@ impl Telegram {
     }
 }
 
-const HELP: &str = "I'm loopgate. I post suggestions here with buttons: <b>Act</b>, <b>Edit</b>, <b>Snooze</b>, <b>Dismiss</b>; \
-approvals come with <b>Approve</b> and <b>Deny</b>.\n\n\
-/suggestions — what is waiting for you\n\
-/memory &lt;words&gt; — what I remember about something\n\
-/remember &lt;text&gt; — remember something\n\
-/pause — stop thinking until /resume\n\
-/stop — stop everything: no tasks, nothing dispatched\n\
-/resume — carry on";
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
-}
-
-/// What a refused answer says; store errors go up.
-fn refusal(error: RespondError) -> Result<Answer, StoreError> {
-    Ok(match error {
-        RespondError::Unauthorized { .. } => Answer::alert(REFUSAL),
-        RespondError::NotFound(_) => Answer::alert("This suggestion no longer exists."),
-        e @ RespondError::AlreadyDecided { .. } => Answer::alert(capitalize(&e.to_string())),
-        RespondError::Invalid(why) => Answer::alert(capitalize(&why)),
-        RespondError::Store(e) => return Err(e),
-    })
-}
-
-fn describe_responded(responded: &Responded, timezone: Tz) -> String {
-    let s = &responded.suggestion;
-    let mut text = match s.state {
-        SuggestionState::Snoozed => match s.snoozed_until {
-            Some(until) => format!("Snoozed until {}.", until.with_timezone(&timezone).format("%a %d %b %H:%M")),
-            None => "Snoozed.".into(),
-        },
-        SuggestionState::Dismissed => "Dismissed.".into(),
-        SuggestionState::Edited => "Edited.".into(),
-        _ => "Done.".into(),
-    };
-    if let Some(task) = &responded.task {
-        text.push(' ');
-        text.push_str(&match (task.state, task.approval_id) {
-            (TaskState::AwaitingApproval, Some(approval)) => format!("It waits for approval A{approval}."),
-            (TaskState::Succeeded, _) => "It ran.".into(),
-            (TaskState::Failed, _) => format!("It did not run: {}", task.error.clone().unwrap_or_default()),
-            (state, _) => format!("Task {state}."),
-        });
-    }
-    text
-}
-
-/// "never …", "don't …" read as constraints; "watch …", "tell me when …" as watch items;
-/// anything else the owner asks to remember is a preference.
-fn kind_of_note(text: &str) -> MemoryKind {
-    let lower = text.trim().to_lowercase();
-    let starts = |prefixes: &[&str]| prefixes.iter().any(|p| lower.starts_with(p));
-    if starts(&["never ", "don't ", "dont ", "do not ", "always ", "only "]) {
-        MemoryKind::Constraint
-    } else if starts(&["watch ", "tell me when ", "let me know when ", "keep an eye on "]) {
-        MemoryKind::WatchItem
-    } else {
-        MemoryKind::Preference
-    }
-}
-
 fn split_ref(platform_ref: &str) -> Option<(i64, i64)> {
     let (chat, message) = platform_ref.split_once(':')?;
     Some((chat.parse().ok()?, message.parse().ok()?))
@@ -633,23 +456,6 @@ fn send_error(error: CallError) -> SendError {
         CallError::RateLimited(retry_after) => SendError::RateLimited { retry_after },
         e @ (CallError::Server(_) | CallError::Network(_)) => SendError::Transient(e.to_string()),
         e @ CallError::Refused { .. } => SendError::Permanent(e.to_string()),
-    }
-}
-
-/// Runs `work` in its own task and waits at most `limit` for it; it carries on either way.
-async fn within<T: Send + 'static>(limit: Duration, work: impl Future<Output = T> + Send + 'static) -> Option<T> {
-    let handle = tokio::spawn(work);
-    tokio::time::timeout(limit, handle).await.ok().and_then(Result::ok)
-}
-
-/// Sleeps, unless shutdown comes first; says whether it did.
-async fn sleep_or_stop(wait: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    if *shutdown.borrow() {
-        return true;
-    }
-    tokio::select! {
-        () = tokio::time::sleep(wait) => *shutdown.borrow(),
-        _ = shutdown.changed() => true,
     }
 }
 
@@ -722,13 +528,6 @@ impl Channel for Telegram {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn notes_from_chat_get_a_kind() {
-        assert_eq!(kind_of_note("Never book meetings before 10"), MemoryKind::Constraint);
-        assert_eq!(kind_of_note("tell me when the invoice from ACME arrives"), MemoryKind::WatchItem);
-        assert_eq!(kind_of_note("I prefer tea"), MemoryKind::Preference);
-    }
 
     #[test]
     fn reconnects_back_off_to_a_minute_and_honour_retry_after() {

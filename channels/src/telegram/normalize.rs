@@ -7,6 +7,7 @@ use loopgate_policies::Identities;
 use teloxide_core::types::{MaybeInaccessibleMessage, Message, Update, UpdateKind, User};
 
 use super::CHANNEL;
+pub use crate::chat::{Command, parse_command};
 
 /// One update, understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,13 +32,6 @@ pub struct ChatMessage {
     /// The message this one replies to, when it does.
     pub reply_to: Option<i32>,
     pub edited: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    /// Lowercase, without the slash and without `@botname`.
-    pub name: String,
-    pub argument: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,17 +185,6 @@ fn from_message(
         reply_to,
         edited,
     })
-}
-
-/// `/memory@loopgate_bot invoices` → `memory`, `invoices`.
-pub fn parse_command(text: &str) -> Option<Command> {
-    let rest = text.trim_start().strip_prefix('/')?;
-    let (head, argument) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let name = head.split('@').next().unwrap_or_default().to_ascii_lowercase();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return None;
-    }
-    Some(Command { name, argument: argument.trim().to_owned() })
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ pub struct AppState {
     pub channels: Arc<Vec<Liveness>>,
     /// The Telegram channel, for its webhook, when configured.
     pub telegram: Option<Arc<loopgate_channels::telegram::Telegram>>,
+    pub discord: Option<Arc<loopgate_channels::discord::Discord>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -75,6 +76,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/webhooks/telegram", post(webhooks::telegram))
+        .route("/webhooks/discord", post(webhooks::discord))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,5 +1,6 @@
 //! Platform webhooks. They are not behind the API token: each platform proves itself its
-//! own way (Telegram with the secret it was given at `setWebhook`).
+//! own way: Telegram with the secret it was given at `setWebhook`, Discord with an Ed25519
+//! signature over the timestamp and the body.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,6 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::{ApiError, AppState};
+
+use loopgate_channels::discord::EndpointError;
 
 const TELEGRAM_SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
@@ -39,4 +42,32 @@ pub async fn telegram(
     }
     telegram.handle_webhook(&update).await?;
     Ok(Json(json!({"ok": true})))
+}
+
+/// `POST /webhooks/discord`: Discord's HTTP interactions endpoint. The signature is
+/// checked before anything else; the response is the interaction's answer (a PING gets a
+/// PONG), given within Discord's three seconds.
+pub async fn discord(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(discord) = state.discord.as_ref() else {
+        return Err(ApiError::not_found("the Discord channel is not configured"));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let answered =
+        discord.handle_http_interaction(header("x-signature-ed25519"), header("x-signature-timestamp"), &body).await;
+    match answered {
+        Ok(response) => Ok(Json(response)),
+        Err(EndpointError::BadSignature) => {
+            metrics::counter!("loopgate_webhook_rejected_total", "channel" => "discord").increment(1);
+            tracing::warn!("discord interactions: missing or invalid signature; rejected");
+            Err(ApiError::unauthorized("invalid request signature"))
+        }
+        Err(e @ EndpointError::NotConfigured) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ EndpointError::Malformed(_)) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "not_an_interaction", e.to_string()))
+        }
+    }
 }

@@ -1,0 +1,231 @@
+//! What loopgate shows on Discord: suggestions and approvals as messages with button
+//! components, their outcome once decided, interaction responses, and the slash commands.
+//!
+//! Everything here is pure. Text from channels is escaped for Discord's markdown, and every
+//! message carries `allowed_mentions: {parse: []}`, so nothing quoted can ping anyone.
+
+use chrono_tz::Tz;
+use loopgate_engine::actions::{Approval, ApprovalDelivery, ApprovalState};
+use loopgate_engine::outbox::NewOutbound;
+use loopgate_engine::suggestion::{Delivery, DeliveryKind, Suggestion};
+use serde_json::{Value, json};
+
+use super::CHANNEL;
+use crate::chat::{self, Button, Markup, Preset, describe_action};
+
+/// Discord's limit on a message's content.
+const MAX_CONTENT: usize = 2000;
+/// Discord's limits on a text input's label and value.
+const MAX_INPUT: usize = 4000;
+
+const PRIMARY: u8 = 1;
+const SECONDARY: u8 = 2;
+const SUCCESS: u8 = 3;
+const DANGER: u8 = 4;
+/// Interaction response flag: only the presser sees it.
+const EPHEMERAL: u64 = 1 << 6;
+
+fn button(label: &str, style: u8, b: Button) -> Value {
+    json!({"type": 2, "style": style, "label": label, "custom_id": b.data()})
+}
+
+fn row(buttons: Vec<Value>) -> Value {
+    json!({"type": 1, "components": buttons})
+}
+
+pub fn suggestion_buttons(id: i64) -> Vec<Value> {
+    vec![row(vec![
+        button("Act", PRIMARY, Button::Act(id)),
+        button("Edit", SECONDARY, Button::Edit(id)),
+        button("Snooze", SECONDARY, Button::SnoozeMenu(id)),
+        button("Dismiss", DANGER, Button::Dismiss(id)),
+    ])]
+}
+
+pub fn snooze_buttons(id: i64) -> Vec<Value> {
+    let mut presets: Vec<Value> =
+        Preset::ALL.into_iter().map(|p| button(p.label(), SECONDARY, Button::Snooze(id, p))).collect();
+    presets.push(button("« Back", SECONDARY, Button::Back(id)));
+    vec![row(presets)]
+}
+
+pub fn approval_buttons(id: i64) -> Vec<Value> {
+    vec![row(vec![button("Approve", SUCCESS, Button::Approve(id)), button("Deny", DANGER, Button::Deny(id))])]
+}
+
+pub fn escape(text: &str) -> String {
+    Markup::Markdown.escape(text)
+}
+
+fn cut(text: String) -> String {
+    Markup::Markdown.cut(text, MAX_CONTENT)
+}
+
+/// A message body: content, components (an empty list removes the buttons), no pings.
+fn body(content: String, components: Vec<Value>) -> Value {
+    json!({"content": cut(content), "components": components, "allowed_mentions": {"parse": []}})
+}
+
+/// A suggestion's message as it should look now: buttons while it is open, the outcome
+/// once it is not.
+pub fn suggestion_body(s: &Suggestion, timezone: Tz) -> Value {
+    let components = if s.state.is_answerable() { suggestion_buttons(s.id) } else { Vec::new() };
+    body(chat::suggestion_text(s, timezone, Markup::Markdown), components)
+}
+
+pub fn approval_body(a: &Approval, timezone: Tz) -> Value {
+    let components = if a.state == ApprovalState::Pending { approval_buttons(a.id) } else { Vec::new() };
+    body(chat::approval_text(a, timezone, Markup::Markdown), components)
+}
+
+/// The sends that keep Discord's copies of a suggestion true after `delivery`.
+pub fn render_suggestion(delivery: &Delivery, timezone: Tz) -> Vec<NewOutbound> {
+    let s = &delivery.suggestion;
+    let key = format!("{CHANNEL}:suggestion:{}:event:{}", s.id, delivery.id);
+    let payload = match delivery.kind {
+        // Answered elsewhere before this channel caught up: nothing to post.
+        DeliveryKind::Show if !s.state.is_answerable() => return Vec::new(),
+        DeliveryKind::Show => {
+            json!({"op": "post", "body": suggestion_body(s, timezone), "surface": {"suggestion": s.id}})
+        }
+        DeliveryKind::Update | DeliveryKind::Decided => {
+            json!({"op": "edit", "body": suggestion_body(s, timezone), "edit": {"suggestion": s.id}})
+        }
+    };
+    vec![NewOutbound { channel: CHANNEL.into(), dedupe_key: key, payload }]
+}
+
+/// The dedupe key of the message that posts an approval; its edits find it by this key.
+pub fn approval_post_key(id: i64) -> String {
+    format!("{CHANNEL}:approval:{id}:post")
+}
+
+pub fn render_approval(delivery: &ApprovalDelivery, timezone: Tz) -> Vec<NewOutbound> {
+    let a = &delivery.approval;
+    let (key, payload) = match delivery.kind {
+        DeliveryKind::Show if a.state != ApprovalState::Pending => return Vec::new(),
+        DeliveryKind::Show => (approval_post_key(a.id), json!({"op": "post", "body": approval_body(a, timezone)})),
+        DeliveryKind::Update | DeliveryKind::Decided => (
+            format!("{CHANNEL}:approval:{}:event:{}", a.id, delivery.id),
+            json!({"op": "edit", "body": approval_body(a, timezone), "edit": {"approval": a.id}}),
+        ),
+    };
+    vec![NewOutbound { channel: CHANNEL.into(), dedupe_key: key, payload }]
+}
+
+/// A reply in a chat (a typed command's answer), markup already escaped by the caller.
+pub fn reply(channel_id: u64, message_id: u64, content: String) -> Value {
+    let mut message = body(content, Vec::new());
+    message["message_reference"] = json!({"message_id": message_id.to_string(), "fail_if_not_exists": false});
+    json!({"op": "post", "channel": channel_id.to_string(), "body": message})
+}
+
+/// The acknowledgement of an owner's message: a ✅ reaction, which says "noted" without
+/// adding a message to the conversation.
+pub fn acknowledge(channel_id: u64, message_id: u64) -> Value {
+    json!({"op": "react", "channel": channel_id.to_string(), "message": message_id.to_string(), "emoji": "✅"})
+}
+
+/// Interaction response 7: the message the button sits on, updated in place.
+pub fn update_message(body: Value) -> Value {
+    json!({"type": 7, "data": body})
+}
+
+/// Interaction response 6: acknowledged; the message is edited when the outcome is known.
+pub fn deferred_update() -> Value {
+    json!({"type": 6})
+}
+
+/// Interaction response 4 that only the presser sees (a refusal, a command's result).
+pub fn ephemeral(text: &str) -> Value {
+    json!({"type": 4, "data": {"content": cut(text.to_owned()), "flags": EPHEMERAL, "allowed_mentions": {"parse": []}}})
+}
+
+/// The same, with content in markup already.
+pub fn ephemeral_markup(content: String) -> Value {
+    json!({"type": 4, "data": {"content": cut(content), "flags": EPHEMERAL, "allowed_mentions": {"parse": []}}})
+}
+
+pub fn pong() -> Value {
+    json!({"type": 1})
+}
+
+/// Interaction response 9: the Edit form, prefilled with the action's text as it is now.
+/// Its submission comes back with the custom id of the Edit button.
+pub fn edit_modal(s: &Suggestion) -> Value {
+    let action = s.edited_action.as_ref().unwrap_or(&s.action);
+    let current =
+        action.get("text").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| describe_action(action));
+    let value: String = current.chars().take(MAX_INPUT).collect();
+    let title: String = format!("Edit: {}", s.title).chars().take(45).collect();
+    json!({
+        "type": 9,
+        "data": {
+            "custom_id": Button::Edit(s.id).data(),
+            "title": title,
+            "components": [row(vec![json!({
+                "type": 4,
+                "custom_id": "action",
+                "style": 2,
+                "label": "The new text of the action",
+                "value": value,
+                "min_length": 1,
+                "max_length": MAX_INPUT,
+                "required": true,
+            })])],
+        },
+    })
+}
+
+/// The slash commands, registered at start (a bulk overwrite, so removed ones go away).
+pub fn slash_commands() -> Value {
+    let plain = |name: &str, description: &str| json!({"name": name, "description": description, "type": 1});
+    let with_text = |name: &str, description: &str, option: &str, about: &str| {
+        json!({
+            "name": name, "description": description, "type": 1,
+            "options": [{"name": option, "description": about, "type": 3, "required": true, "max_length": 1000}],
+        })
+    };
+    json!([
+        plain("help", "What loopgate does here"),
+        plain("suggestions", "What is waiting for you"),
+        with_text("memory", "What loopgate remembers about something", "query", "Words to look for"),
+        with_text("remember", "Remember something", "text", "What to remember"),
+        plain("pause", "Stop thinking until /resume"),
+        plain("stop", "Stop everything: no tasks, nothing dispatched"),
+        plain("resume", "Carry on"),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_ids_fit_discord() {
+        for component in
+            suggestion_buttons(i64::MAX).iter().chain(&snooze_buttons(i64::MAX)).chain(&approval_buttons(i64::MAX))
+        {
+            for b in component["components"].as_array().unwrap() {
+                let id = b["custom_id"].as_str().unwrap();
+                assert!(id.len() <= 100, "{id}");
+                assert!(Button::parse(id).is_some(), "{id}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_message_mutes_mentions_and_fits() {
+        let long = body("<@123> @everyone ".repeat(300), Vec::new());
+        assert_eq!(long["allowed_mentions"], json!({"parse": []}));
+        assert!(long["content"].as_str().unwrap().chars().count() <= MAX_CONTENT);
+        assert_eq!(ephemeral("x")["data"]["flags"], json!(64));
+    }
+
+    #[test]
+    fn slash_commands_mirror_the_chat_commands() {
+        let names: Vec<_> =
+            slash_commands().as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(names, ["help", "suggestions", "memory", "remember", "pause", "stop", "resume"]);
+    }
+}
