@@ -100,6 +100,7 @@ pub async fn spawn_app_in(
         ("TEST_API_TOKEN", TOKEN),
         ("TEST_TELEGRAM_TOKEN", crate::fake_telegram::BOT_TOKEN),
         ("TEST_TELEGRAM_SECRET", TELEGRAM_SECRET),
+        ("TEST_DISCORD_TOKEN", crate::fake_discord::BOT_TOKEN),
     ]);
     let settings = config.resolve(&|name| env.get(name).map(|v| v.to_string())).expect("valid test config");
     let with_token = settings.api_token.is_some();

@@ -4,7 +4,9 @@
 
 mod actions_api;
 mod cli;
+mod discord;
 mod executor;
+mod fake_discord;
 mod fake_telegram;
 mod habits_and_policy;
 mod helpers;

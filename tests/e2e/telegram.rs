@@ -17,7 +17,7 @@ use crate::intelligence::{ingest, message, owner_config, pulse, suggestions};
 const OWNER_ID: i64 = 1001;
 const STRANGER_ID: i64 = 4242;
 
-fn telegram(fake: &FakeTelegram) -> TelegramSection {
+pub fn telegram_section(fake: &FakeTelegram) -> TelegramSection {
     TelegramSection {
         token_env: Some("TEST_TELEGRAM_TOKEN".into()),
         api_url: fake.url.clone(),
@@ -31,7 +31,7 @@ fn telegram(fake: &FakeTelegram) -> TelegramSection {
 async fn app_in(dir: tempfile::TempDir, fake: &FakeTelegram, customize: impl FnOnce(&mut Config)) -> TestApp {
     let _ =
         tracing_subscriber::fmt().with_env_filter("loopgate_channels=warn,loopgate=warn").with_test_writer().try_init();
-    let section = telegram(fake);
+    let section = telegram_section(fake);
     spawn_app_in(dir, Arc::new(SystemClock), move |c| {
         owner_config(c);
         c.telegram = Some(section);
@@ -67,7 +67,7 @@ async fn posted(fake: &FakeTelegram, data: &str) -> Value {
 }
 
 /// The message id the fake gave the post carrying button `data`.
-async fn message_id_of(fake: &FakeTelegram, data: &str) -> i64 {
+pub async fn message_id_of(fake: &FakeTelegram, data: &str) -> i64 {
     posted(fake, data).await;
     fake.wait_for("its message id", |f| {
         (5000..6000).find(|id| {
@@ -89,7 +89,7 @@ async fn suggestion(app: &TestApp, id: i64) -> Value {
 }
 
 /// Four unanswered questions, reflected on: four active suggestions, posted to Telegram.
-async fn four_suggestions(app: &TestApp) -> Vec<(String, i64)> {
+pub async fn four_suggestions(app: &TestApp) -> Vec<(String, i64)> {
     for (n, who) in ["ana", "ben", "cem", "dev"].iter().enumerate() {
         let text = format!("Hi, can you check the invoice number {n}?");
         ingest(app, message(&format!("q{n}"), who, &who.to_uppercase(), who, 300, Utc::now(), &text)).await;
@@ -270,7 +270,7 @@ async fn strangers_presses_and_commands_change_nothing_and_forged_buttons_are_re
     let ids = four_suggestions(&app).await;
     let target = ids[0].1;
     let message_id = message_id_of(&fake, &format!("s:{target}:act")).await;
-    let audit_before = app.get("/api/audit").await["entries"].as_array().map(Vec::len);
+    let audit_before = app.get("/api/audit").await["audit"].as_array().map(Vec::len);
 
     for data in [
         format!("s:{target}:act"),
@@ -300,7 +300,7 @@ async fn strangers_presses_and_commands_change_nothing_and_forged_buttons_are_re
     assert_eq!(app.get("/api/memory?q=Mallory").await["memories"].as_array().map(Vec::len), Some(0));
 
     assert_eq!(suggestion(&app, target).await["state"], "active");
-    assert_eq!(app.get("/api/audit").await["entries"].as_array().map(Vec::len), audit_before, "nothing decided");
+    assert_eq!(app.get("/api/audit").await["audit"].as_array().map(Vec::len), audit_before, "nothing decided");
     assert!(fake.ok_calls("editMessageReplyMarkup").is_empty(), "no snooze menu for a stranger");
     assert!(fake.ok_calls("sendMessage").iter().all(|m| m["reply_markup"]["force_reply"] != true), "no edit prompt");
     app.shutdown().await;

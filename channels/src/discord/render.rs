@@ -15,8 +15,10 @@ use crate::chat::{self, Button, Markup, Preset, describe_action};
 
 /// Discord's limit on a message's content.
 const MAX_CONTENT: usize = 2000;
-/// Discord's limits on a text input's label and value.
+/// Discord's limits on a text input's value and placeholder, and a modal's title.
 const MAX_INPUT: usize = 4000;
+const MAX_PLACEHOLDER: usize = 100;
+const MAX_TITLE: usize = 45;
 
 const PRIMARY: u8 = 1;
 const SECONDARY: u8 = 2;
@@ -154,26 +156,27 @@ pub fn pong() -> Value {
 /// Its submission comes back with the custom id of the Edit button.
 pub fn edit_modal(s: &Suggestion) -> Value {
     let action = s.edited_action.as_ref().unwrap_or(&s.action);
-    let current =
-        action.get("text").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| describe_action(action));
-    let value: String = current.chars().take(MAX_INPUT).collect();
-    let title: String = format!("Edit: {}", s.title).chars().take(45).collect();
+    let current: String =
+        action.get("text").and_then(Value::as_str).unwrap_or_default().chars().take(MAX_INPUT).collect();
+    // A reply's words are the owner's to write: an empty text shows what it is instead.
+    let placeholder: String = describe_action(action).chars().take(MAX_PLACEHOLDER).collect();
+    let mut input = json!({
+        "type": 4,
+        "custom_id": "action",
+        "style": 2,
+        "label": "The new text of the action",
+        "placeholder": placeholder,
+        "min_length": 1,
+        "max_length": MAX_INPUT,
+        "required": true,
+    });
+    if !current.trim().is_empty() {
+        input["value"] = current.into();
+    }
+    let title: String = format!("Edit: {}", s.title).chars().take(MAX_TITLE).collect();
     json!({
         "type": 9,
-        "data": {
-            "custom_id": Button::Edit(s.id).data(),
-            "title": title,
-            "components": [row(vec![json!({
-                "type": 4,
-                "custom_id": "action",
-                "style": 2,
-                "label": "The new text of the action",
-                "value": value,
-                "min_length": 1,
-                "max_length": MAX_INPUT,
-                "required": true,
-            })])],
-        },
+        "data": {"custom_id": Button::Edit(s.id).data(), "title": title, "components": [row(vec![input])]},
     })
 }
 
