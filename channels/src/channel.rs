@@ -11,10 +11,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use loopgate_engine::Store;
 use loopgate_engine::actions::ApprovalDelivery;
+use loopgate_engine::outbox::OutboundState;
 use loopgate_engine::outbox::{NewOutbound, Outbound, SendError, Verification};
 use loopgate_engine::suggestion::Delivery;
+use loopgate_engine::{Store, StoreError};
+use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::Liveness;
@@ -47,6 +49,26 @@ pub struct Wakes {
 pub struct Sent {
     /// The platform's id for it (a message id), kept so it can later be edited.
     pub platform_ref: String,
+}
+
+/// The dedupe key of the send that posts approval `id` on `channel`: there is one per
+/// approval and channel, and its later edits find the posted message by this key.
+pub fn approval_post_key(channel: &str, id: i64) -> String {
+    format!("{channel}:approval:{id}:post")
+}
+
+/// The copies on `channel` that an edit (`{"suggestion": id}` or `{"approval": id}`)
+/// applies to, as the platform references their posts recorded.
+pub async fn posted_copies(store: &Store, channel: &str, edit: &Value) -> Result<Vec<String>, StoreError> {
+    if let Some(id) = edit.get("suggestion").and_then(Value::as_i64) {
+        let Some(suggestion) = store.suggestion(id).await? else { return Ok(Vec::new()) };
+        return Ok(suggestion.surfaces.into_iter().filter(|s| s.channel == channel).map(|s| s.surface_ref).collect());
+    }
+    if let Some(id) = edit.get("approval").and_then(Value::as_i64) {
+        let post = store.outbound_by_key(channel, &approval_post_key(channel, id)).await?;
+        return Ok(post.filter(|p| p.state == OutboundState::Sent).and_then(|p| p.platform_ref).into_iter().collect());
+    }
+    Ok(Vec::new())
 }
 
 pub trait Channel: Send + Sync + 'static {

@@ -9,9 +9,8 @@
 //! Run: `cargo bench -p loopgate --bench telegram` (options: `-- --clients 32 --seconds 5`).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,16 +21,11 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 mod support;
-use support::Connection;
+use support::{Connection, arg, free_port, percentile, spawn_loopgate};
 
 const TOKEN: &str = "123456:BENCH-token";
 const SECRET: &str = "bench-secret-0123456789";
 const OWNER: i64 = 1001;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// When each `answerCallbackQuery` arrived, by callback id.
 type Answers = Arc<Mutex<HashMap<String, Instant>>>;
@@ -64,39 +58,16 @@ fn secret_header() -> String {
     format!("X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\n")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn spawn(dir: &Path, port: u16, api_url: &str) -> Child {
-    let path = dir.join("bench.toml");
-    let mut file = std::fs::File::create(&path).unwrap();
-    writeln!(
-        file,
+    let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://bench.example.org\"\n\
          [storage]\nurl = \"sqlite://{d}/loopgate.db\"\ndata_dir = \"{d}/data\"\n[log]\nlevel = \"warn\"\n\
          [owner]\ntelegram_user_ids = [{OWNER}]\n[heartbeat]\ninterval = \"1h\"\n\
          [telegram]\ntoken_env = \"BENCH_TELEGRAM_TOKEN\"\napi_url = \"{api_url}\"\nmode = \"webhook\"\n\
-         webhook_secret_env = \"BENCH_TELEGRAM_SECRET\"",
+         webhook_secret_env = \"BENCH_TELEGRAM_SECRET\"\n",
         d = dir.display()
-    )
-    .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_loopgate"))
-        .arg("--config")
-        .arg(&path)
-        .arg("serve")
-        .env("BENCH_TELEGRAM_TOKEN", TOKEN)
-        .env("BENCH_TELEGRAM_SECRET", SECRET)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start loopgate")
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index] as f64 / 1e6
+    );
+    spawn_loopgate(dir, &config, &[("BENCH_TELEGRAM_TOKEN", TOKEN), ("BENCH_TELEGRAM_SECRET", SECRET)])
 }
 
 fn main() {

@@ -1294,6 +1294,45 @@ mod tests {
     }
 
     #[test]
+    fn discord_is_checked_and_reads_its_token_from_the_environment() {
+        let mut config = Config {
+            discord: Some(DiscordSection {
+                token_env: Some("DISCORD_TOKEN".into()),
+                api_base: "discord.com".into(),
+                public_key: Some("not-hex".into()),
+                ..DiscordSection::default()
+            }),
+            ..Config::default()
+        };
+        let env = |name: &str| (name == "DISCORD_TOKEN").then(|| "no-dots".to_owned());
+        let ConfigError::Invalid(problems) = config.resolve(&env).unwrap_err() else { panic!() };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["discord.token_env", "discord.api_base", "discord.public_key", "discord.delivery_channel_id"]
+        );
+        assert!(problems.iter().all(|p| !p.fix.is_empty()));
+
+        config.owner.discord_user_ids = vec![42];
+        config.discord = Some(DiscordSection {
+            token_env: Some("DISCORD_TOKEN".into()),
+            channel_ids: vec![7],
+            allowed_user_ids: vec![99],
+            public_key: Some("ab".repeat(32)),
+            ..DiscordSection::default()
+        });
+        let env = |name: &str| (name == "DISCORD_TOKEN").then(|| "Bot MTA1.Gx.abc".to_owned());
+        let settings = config.resolve(&env).unwrap();
+        let discord = settings.discord.unwrap();
+        assert_eq!(discord.token, "MTA1.Gx.abc", "a pasted \"Bot \" prefix is dropped");
+        assert_eq!(discord.api_base, "https://discord.com");
+        assert_eq!(discord.dm_user_id, Some(42));
+        assert_eq!(discord.channel_ids, [7]);
+        assert!(settings.identities.may_answer("discord", "99"));
+        assert!(!settings.identities.is_owner("discord", "99"));
+    }
+
+    #[test]
     fn policy_rules_are_read_checked_and_given_to_the_engine() {
         let text = "[[policy.rules]]\neffect = \"deny\"\nkind = \"command\"\n\n\
                     [[policy.rules]]\neffect = \"allow\"\nkind = \"message\"\ntarget = \"telegram:*\"\n";

@@ -380,7 +380,11 @@ async fn a_silent_gateway_makes_readyz_unready_until_it_talks_again() {
 }
 
 fn signed(body: &str, key: &SigningKey) -> (String, String) {
-    let timestamp = "1763800000".to_owned();
+    signed_at(body, key, chrono::Utc::now().timestamp())
+}
+
+fn signed_at(body: &str, key: &SigningKey, at: i64) -> (String, String) {
+    let timestamp = at.to_string();
     let signature = key.sign(format!("{timestamp}{body}").as_bytes());
     (signature.to_bytes().iter().map(|b| format!("{b:02x}")).collect(), timestamp)
 }
@@ -409,8 +413,12 @@ async fn http_interactions_are_verified_before_anything_happens() {
     assert_eq!(post_interaction(&app, &ping, Some(signed(&ping, &key))).await, (200, json!({"type": 1})));
     assert_eq!(post_interaction(&app, &ping, Some(signed(&ping, &forger))).await.0, 401);
     assert_eq!(post_interaction(&app, &ping, None).await.0, 401);
-    let (signature, _) = signed(&ping, &key);
-    assert_eq!(post_interaction(&app, &ping, Some((signature, "1763800001".into()))).await.0, 401, "another timestamp");
+    let (signature, timestamp) = signed(&ping, &key);
+    let other: i64 = timestamp.parse::<i64>().unwrap() + 1;
+    assert_eq!(post_interaction(&app, &ping, Some((signature, other.to_string()))).await.0, 401, "another timestamp");
+    let old = signed_at(&ping, &key, chrono::Utc::now().timestamp() - 3600);
+    let (status, body) = post_interaction(&app, &ping, Some(old)).await;
+    assert_eq!((status, body["error"]["message"].as_str()), (401, Some("the request was signed too long ago")));
     let garbage = "{not json";
     let (status, body) = post_interaction(&app, garbage, Some(signed(garbage, &key))).await;
     assert_eq!(status, 400);

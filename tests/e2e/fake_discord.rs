@@ -56,6 +56,10 @@ struct Inner {
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     /// Interaction id → the response accepted for it.
     callbacks: Mutex<HashMap<String, Value>>,
+    /// Interaction id → when its response arrived.
+    callback_times: Mutex<HashMap<String, Instant>>,
+    /// Woken whenever an interaction response arrives.
+    callback_arrived: tokio::sync::Notify,
     /// Interaction id → (channel, message) its component sits on.
     interactions: Mutex<HashMap<String, (u64, u64)>>,
     /// Channel id → `GET /channels/{id}` answer (threads).
@@ -254,8 +258,28 @@ impl FakeDiscord {
         }
     }
 
+    /// When the response to interaction `id` arrived.
+    pub fn callback_at(&self, id: &str) -> Option<Instant> {
+        self.inner.callback_times.lock().unwrap().get(id).copied()
+    }
+
+    /// Waits (without spinning) until the response to interaction `id` has arrived; when it did.
+    pub async fn callback_arrival(&self, id: &str) -> Instant {
+        loop {
+            let arrived = self.inner.callback_arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(at) = self.callback_at(id) {
+                return at;
+            }
+            arrived.await;
+        }
+    }
+
     pub async fn wait_for_callback(&self, id: &str) -> Value {
-        self.wait_for(&format!("the response to interaction {id}"), |f| f.callback(id)).await
+        let arrived = tokio::time::timeout(Duration::from_secs(15), self.callback_arrival(id)).await;
+        assert!(arrived.is_ok(), "no response to interaction {id}; calls: {:#?}", self.calls());
+        self.callback(id).unwrap()
     }
 
     /// The posted message carrying button `custom_id`.
@@ -443,6 +467,8 @@ fn serve(inner: &Inner, method: &Method, path: &str, body: &Value) -> (u16, Resp
                 );
             }
             callbacks.insert((*id).to_owned(), body.clone());
+            inner.callback_times.lock().unwrap().insert((*id).to_owned(), Instant::now());
+            inner.callback_arrived.notify_waiters();
             // Type 7 updates the message the component sits on, as Discord does.
             let on = inner.interactions.lock().unwrap().get(*id).copied();
             if body["type"] == 7

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use chrono_tz::Tz;
 use loopgate_engine::actions::ApprovalDelivery;
 use loopgate_engine::intelligence::Intelligence;
-use loopgate_engine::outbox::{NewOutbound, Outbound, OutboundState, SendError, Verification};
+use loopgate_engine::outbox::{NewOutbound, Outbound, SendError, Verification};
 use loopgate_engine::suggestion::Delivery;
 use loopgate_engine::{Store, StoreError};
 use reqwest::Method;
@@ -44,7 +44,7 @@ pub use api::{CallError, RestApi};
 pub use normalize::{ChatMessage, Inbound, Interacted, Place, What, normalize_interaction, normalize_message};
 pub use render::escape;
 
-use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
+use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes, posted_copies};
 use crate::chat::{self, Button, Commands, Markup, Pressed, sleep_or_stop};
 use crate::liveness::{Liveness, wall_clock_ms};
 
@@ -53,6 +53,8 @@ pub const CHANNEL: &str = "discord";
 /// How long a press waits for the engine before it is answered "deferred": Discord allows
 /// three seconds for the response to arrive, and it still has to travel.
 const ANSWER_WITHIN: Duration = Duration::from_millis(2000);
+/// How far a signed HTTP interaction's timestamp may be from now, either way.
+const SIGNATURE_WINDOW_SECS: i64 = 300;
 /// How often the gateway's connection stage is looked at for `/readyz`.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
@@ -99,6 +101,8 @@ pub enum EndpointError {
     NotConfigured,
     #[error("invalid request signature")]
     BadSignature,
+    #[error("the request was signed too long ago")]
+    Stale,
     #[error("not a Discord interaction: {0}")]
     Malformed(String),
 }
@@ -142,10 +146,6 @@ impl Discord {
         }))
     }
 
-    pub fn api(&self) -> &RestApi {
-        &self.api
-    }
-
     /// An interaction POSTed to `/webhooks/discord`: the signature is checked over
     /// `timestamp + body` before the body is even parsed.
     pub async fn handle_http_interaction(
@@ -159,6 +159,12 @@ impl Discord {
             return Err(EndpointError::BadSignature);
         };
         verifier.verify(signature, timestamp, body).map_err(|()| EndpointError::BadSignature)?;
+        // A genuine request recorded and sent again later decides nothing twice anyway;
+        // refusing old ones keeps it from even being read.
+        let signed_at: i64 = timestamp.trim().parse().map_err(|_| EndpointError::BadSignature)?;
+        if (wall_clock_ms() / 1000 - signed_at).abs() > SIGNATURE_WINDOW_SECS {
+            return Err(EndpointError::Stale);
+        }
         let interaction: Interaction =
             serde_json::from_slice(body).map_err(|e| EndpointError::Malformed(e.to_string()))?;
         let answered = self.answer(&interaction).await;
@@ -449,28 +455,6 @@ impl Discord {
         Ok(channel)
     }
 
-    /// The posted copies an edit applies to, as `channel:message`.
-    async fn targets_of(&self, edit: &Value) -> Result<Vec<String>, StoreError> {
-        if let Some(id) = edit.get("suggestion").and_then(Value::as_i64) {
-            let Some(suggestion) = self.store.suggestion(id).await? else { return Ok(Vec::new()) };
-            return Ok(suggestion
-                .surfaces
-                .into_iter()
-                .filter(|s| s.channel == CHANNEL)
-                .map(|s| s.surface_ref)
-                .collect());
-        }
-        if let Some(id) = edit.get("approval").and_then(Value::as_i64) {
-            let post = self.store.outbound_by_key(CHANNEL, &render::approval_post_key(id)).await?;
-            return Ok(post
-                .filter(|p| p.state == OutboundState::Sent)
-                .and_then(|p| p.platform_ref)
-                .into_iter()
-                .collect());
-        }
-        Ok(Vec::new())
-    }
-
     async fn perform(&self, outbound: &Outbound) -> Result<Sent, SendError> {
         let payload = &outbound.payload;
         let op = payload.get("op").and_then(Value::as_str).unwrap_or_default();
@@ -479,7 +463,9 @@ impl Discord {
             ("post", Some(body)) if body.is_object() => self.post(outbound, body).await,
             ("edit", Some(body)) if body.is_object() => {
                 let edit = payload.get("edit").cloned().unwrap_or(Value::Null);
-                let targets = self.targets_of(&edit).await.map_err(|e| SendError::Transient(e.to_string()))?;
+                let targets = posted_copies(&self.store, CHANNEL, &edit)
+                    .await
+                    .map_err(|e| SendError::Transient(e.to_string()))?;
                 let body = strip_for_edit(body);
                 for target in &targets {
                     let Some((channel, message)) = target.split_once(':') else { continue };

@@ -94,7 +94,7 @@ pub fn normalize_message(
 pub enum Inbound {
     /// Discord checking the HTTP endpoint.
     Ping,
-    Interacted(Interacted),
+    Interacted(Box<Interacted>),
     /// Autocomplete and kinds loopgate offers nothing for.
     Ignored(&'static str),
 }
@@ -178,14 +178,14 @@ pub fn normalize_interaction(interaction: &Interaction, identities: &Identities)
     });
     signal.payload = serde_json::to_value(interaction).ok();
     signal.trust = Trust::Untrusted;
-    Inbound::Interacted(Interacted {
+    Inbound::Interacted(Box::new(Interacted {
         id: id.get(),
         token: token.clone(),
         claimant: claimant(user),
         message,
         what,
         signal,
-    })
+    }))
 }
 
 fn source() -> Source {

@@ -11,6 +11,7 @@ use loopgate_engine::suggestion::{Delivery, DeliveryKind, Suggestion};
 use serde_json::{Value, json};
 
 use super::CHANNEL;
+use crate::channel::approval_post_key;
 use crate::chat::{self, Button, Markup, Preset, describe_action};
 
 /// Discord's limit on a message's content.
@@ -97,16 +98,13 @@ pub fn render_suggestion(delivery: &Delivery, timezone: Tz) -> Vec<NewOutbound> 
     vec![NewOutbound { channel: CHANNEL.into(), dedupe_key: key, payload }]
 }
 
-/// The dedupe key of the message that posts an approval; its edits find it by this key.
-pub fn approval_post_key(id: i64) -> String {
-    format!("{CHANNEL}:approval:{id}:post")
-}
-
 pub fn render_approval(delivery: &ApprovalDelivery, timezone: Tz) -> Vec<NewOutbound> {
     let a = &delivery.approval;
     let (key, payload) = match delivery.kind {
         DeliveryKind::Show if a.state != ApprovalState::Pending => return Vec::new(),
-        DeliveryKind::Show => (approval_post_key(a.id), json!({"op": "post", "body": approval_body(a, timezone)})),
+        DeliveryKind::Show => {
+            (approval_post_key(CHANNEL, a.id), json!({"op": "post", "body": approval_body(a, timezone)}))
+        }
         DeliveryKind::Update | DeliveryKind::Decided => (
             format!("{CHANNEL}:approval:{}:event:{}", a.id, delivery.id),
             json!({"op": "edit", "body": approval_body(a, timezone), "edit": {"approval": a.id}}),

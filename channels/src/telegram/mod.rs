@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono_tz::Tz;
 use loopgate_engine::actions::ApprovalDelivery;
 use loopgate_engine::intelligence::Intelligence;
-use loopgate_engine::outbox::{NewOutbound, Outbound, OutboundState, SendError, Verification};
+use loopgate_engine::outbox::{NewOutbound, Outbound, SendError, Verification};
 use loopgate_engine::suggestion::Delivery;
 use loopgate_engine::{Store, StoreError};
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ pub use api::{BotApi, CallError};
 pub use normalize::{Callback, ChatMessage, Command, Inbound, normalize, parse_command};
 pub use render::escape;
 
-use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
+use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes, posted_copies};
 use crate::chat::{self, Button, Commands, Markup, Pressed, sleep_or_stop};
 use crate::liveness::Liveness;
 
@@ -280,28 +280,6 @@ impl Telegram {
         self.config.chat_id
     }
 
-    /// The posted copies an edit applies to, as `chat:message`.
-    async fn targets_of(&self, edit: &Value) -> Result<Vec<String>, StoreError> {
-        if let Some(id) = edit.get("suggestion").and_then(Value::as_i64) {
-            let Some(suggestion) = self.store.suggestion(id).await? else { return Ok(Vec::new()) };
-            return Ok(suggestion
-                .surfaces
-                .into_iter()
-                .filter(|s| s.channel == CHANNEL)
-                .map(|s| s.surface_ref)
-                .collect());
-        }
-        if let Some(id) = edit.get("approval").and_then(Value::as_i64) {
-            let post = self.store.outbound_by_key(CHANNEL, &render::approval_post_key(id)).await?;
-            return Ok(post
-                .filter(|p| p.state == OutboundState::Sent)
-                .and_then(|p| p.platform_ref)
-                .into_iter()
-                .collect());
-        }
-        Ok(Vec::new())
-    }
-
     async fn perform(&self, outbound: &Outbound) -> Result<Sent, SendError> {
         let payload = &outbound.payload;
         let method = payload.get("method").and_then(Value::as_str).unwrap_or_default();
@@ -310,7 +288,8 @@ impl Telegram {
             return Err(SendError::Permanent("a malformed outbox payload".into()));
         }
         if let Some(edit) = payload.get("edit") {
-            let targets = self.targets_of(edit).await.map_err(|e| SendError::Transient(e.to_string()))?;
+            let targets =
+                posted_copies(&self.store, CHANNEL, edit).await.map_err(|e| SendError::Transient(e.to_string()))?;
             for target in &targets {
                 let Some((chat, message)) = split_ref(target) else { continue };
                 let mut params = params.clone();

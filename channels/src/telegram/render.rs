@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode};
 
 use super::CHANNEL;
+use crate::channel::approval_post_key;
 use crate::chat::{self, Button, Markup, Preset, describe_action};
 
 /// Telegram's limit on a message's text; longer text is cut with an ellipsis.
@@ -99,19 +100,13 @@ pub fn render_suggestion(delivery: &Delivery, chat_id: i64, timezone: Tz) -> Vec
     vec![NewOutbound { channel: CHANNEL.into(), dedupe_key: key, payload }]
 }
 
-/// The dedupe key of the message that posts an approval: there is one per approval, and
-/// its later edits find it by this key.
-pub fn approval_post_key(id: i64) -> String {
-    format!("{CHANNEL}:approval:{id}:post")
-}
-
 pub fn render_approval(delivery: &ApprovalDelivery, chat_id: i64, timezone: Tz) -> Vec<NewOutbound> {
     let a = &delivery.approval;
     let pending = a.state == ApprovalState::Pending;
     let (key, payload) = match delivery.kind {
         DeliveryKind::Show if !pending => return Vec::new(),
         DeliveryKind::Show => (
-            approval_post_key(a.id),
+            approval_post_key(CHANNEL, a.id),
             json!({
                 "method": "sendMessage",
                 "params": send_message(chat_id, approval_text(a, timezone), Some(approval_keyboard(a.id))),

@@ -1,5 +1,9 @@
 //! What the benchmarks share: a minimal keep-alive HTTP/1.1 client, so the load
-//! generator leaves the cores to the server as much as it can (like wrk).
+//! generator leaves the cores to the server as much as it can (like wrk); reading options;
+//! starting the release binary; percentiles.
+
+// Each benchmark uses its own part of this.
+#![allow(dead_code)]
 
 /// One keep-alive HTTP/1.1 connection that sends a POST and reads the answer's status,
 /// headers and Content-Length body.
@@ -46,4 +50,32 @@ impl Connection {
         self.stream.read_exact(&mut body).await.unwrap();
         status
     }
+}
+
+/// `--name value` from the command line, or `default`.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `p` quantile of sorted nanoseconds, in milliseconds.
+pub fn percentile(sorted: &[u64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index] as f64 / 1e6
+}
+
+/// Starts the release binary with `config` (TOML) written into `dir`, and `env`.
+pub fn spawn_loopgate(dir: &std::path::Path, config: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let path = dir.join("bench.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_loopgate"));
+    command.arg("--config").arg(&path).arg("serve").env_remove("RUST_LOG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("start loopgate")
 }

@@ -60,10 +60,10 @@ pub async fn discord(
         discord.handle_http_interaction(header("x-signature-ed25519"), header("x-signature-timestamp"), &body).await;
     match answered {
         Ok(response) => Ok(Json(response)),
-        Err(EndpointError::BadSignature) => {
+        Err(e @ (EndpointError::BadSignature | EndpointError::Stale)) => {
             metrics::counter!("loopgate_webhook_rejected_total", "channel" => "discord").increment(1);
-            tracing::warn!("discord interactions: missing or invalid signature; rejected");
-            Err(ApiError::unauthorized("invalid request signature"))
+            tracing::warn!(reason = %e, "discord interactions: request refused");
+            Err(ApiError::unauthorized(&e.to_string()))
         }
         Err(e @ EndpointError::NotConfigured) => Err(ApiError::not_found(e.to_string())),
         Err(e @ EndpointError::Malformed(_)) => {
