@@ -26,7 +26,7 @@ mod fake_discord;
 mod support;
 
 use fake_discord::{BOT_TOKEN, FakeDiscord, user_json};
-use support::{arg, free_port, percentile, spawn_loopgate};
+use support::{arg, free_port, percentile, spawn_loopgate, wait_until_up};
 
 const OWNER: u64 = 80_351_110_224_678_912;
 
@@ -50,13 +50,7 @@ fn main() {
     let mut child = spawn(dir.path(), port, &fake.url);
 
     runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "loopgate did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (client, base) = wait_until_up(port).await;
         fake.wait_for("the gateway session", |f| (f.identifies() >= 1).then_some(())).await;
 
         // One active suggestion, posted to the owner's DM, to press Snooze on.

@@ -21,7 +21,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 mod support;
-use support::{Connection, arg, free_port, percentile, spawn_loopgate};
+use support::{Connection, arg, free_port, percentile, spawn_loopgate, wait_until_up};
 
 const TOKEN: &str = "123456:BENCH-token";
 const SECRET: &str = "bench-secret-0123456789";
@@ -88,13 +88,7 @@ fn main() {
     let mut child = spawn(dir.path(), port, &api_url);
 
     runtime.block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "loopgate did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (client, base) = wait_until_up(port).await;
 
         let webhook = throughput(port, clients, seconds, true).await;
         let api = throughput(port, clients, seconds, false).await;

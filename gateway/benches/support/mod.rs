@@ -79,3 +79,15 @@ pub fn spawn_loopgate(dir: &std::path::Path, config: &str, env: &[(&str, &str)])
     }
     command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("start loopgate")
 }
+
+/// Waits (up to 10 s) until loopgate on `port` answers `/healthz`; a client and its base URL.
+pub async fn wait_until_up(port: u16) -> (reqwest::Client, String) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "loopgate did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (client, base)
+}
