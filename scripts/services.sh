@@ -65,3 +65,91 @@ start_postgres() {
     export LOOPGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
     echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
 }
+
+# A real mail system on loopback for the email tests: Dovecot (IMAP with IDLE, and LMTP)
+# and OpenSMTPD (SMTP) delivering into Dovecot's Maildirs. Users are listed explicitly
+# (loopgate, owner, stranger; password "secret"); `user+detail@test.local` is delivered
+# into the folder "detail" of `user`, created on first delivery, so every test has
+# mailboxes of its own on one server.
+start_mail() {
+    if ! command -v dovecot >/dev/null 2>&1 || ! command -v smtpd >/dev/null 2>&1; then
+        echo "installing Dovecot and OpenSMTPD (Debian packages dovecot-imapd dovecot-lmtpd opensmtpd)…" >&2
+        apt_install dovecot-imapd dovecot-lmtpd opensmtpd
+    fi
+    # Dovecot refuses to deliver mail as root.
+    if ! id loopgate-mail >/dev/null 2>&1; then
+        as_root useradd --system --no-create-home --shell /usr/sbin/nologin loopgate-mail
+    fi
+    local dir="$services_dir/mail" imap_port lmtp_port smtp_port uid gid user
+    mkdir -p "$dir/run" "$dir/state" "$dir/mail" "$dir/home"
+    chmod 755 "$services_dir" "$dir"
+    imap_port=$(free_port)
+    lmtp_port=$(free_port)
+    smtp_port=$(free_port)
+    uid=$(id -u loopgate-mail)
+    gid=$(id -g loopgate-mail)
+    : >"$dir/users"
+    for user in loopgate owner stranger; do
+        echo "$user:{PLAIN}secret:$uid:$gid::$dir/home/$user::userdb_mail=maildir:$dir/mail/$user" >>"$dir/users"
+    done
+    as_root chown -R "$uid:$gid" "$dir/mail" "$dir/home"
+    cat >"$dir/dovecot.conf" <<CONF
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = $uid
+recipient_delimiter = +
+lmtp_save_to_detail_mailbox = yes
+lda_mailbox_autocreate = yes
+mail_location = maildir:$dir/mail/%n
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n $dir/users
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%n $dir/users
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap_port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $lmtp_port
+  }
+}
+CONF
+    cat >"$dir/smtpd.conf" <<CONF
+table recipients { "loopgate@test.local" = "loopgate-mail", "owner@test.local" = "loopgate-mail", "stranger@test.local" = "loopgate-mail" }
+listen on 127.0.0.1 port $smtp_port
+action "dovecot" lmtp "127.0.0.1:$lmtp_port" rcpt-to virtual <recipients>
+match from any for domain "test.local" action "dovecot"
+CONF
+    chmod 644 "$dir/smtpd.conf"
+    # Dovecot's master keeps the caller's stderr open: its output goes to a file.
+    as_root dovecot -c "$dir/dovecot.conf" >"$dir/dovecot.out" 2>&1 || { cat "$dir/dovecot.out" "$dir/dovecot.log" >&2; return 1; }
+    stop_hooks+=("as_root dovecot -c '$dir/dovecot.conf' stop >/dev/null 2>&1")
+    as_root smtpd -d -f "$dir/smtpd.conf" >"$dir/smtpd.log" 2>&1 &
+    stop_hooks+=("as_root pkill -f 'smtpd -d -f $dir/smtpd.conf' >/dev/null 2>&1")
+    local tries=0
+    until (exec 3<>"/dev/tcp/127.0.0.1/$smtp_port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$imap_port") 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 100 ]; then cat "$dir/smtpd.log" "$dir/dovecot.log" >&2; return 1; fi
+        sleep 0.1
+    done
+    export LOOPGATE_TEST_IMAP_PORT=$imap_port LOOPGATE_TEST_SMTP_PORT=$smtp_port
+    export LOOPGATE_TEST_DOVECOT_CONF="$dir/dovecot.conf"
+    echo "Dovecot $(dovecot --version | awk '{print $1}') IMAP on 127.0.0.1:$imap_port, OpenSMTPD on 127.0.0.1:$smtp_port" >&2
+}

@@ -321,23 +321,7 @@ pub async fn press(
         Button::SnoozeMenu(id) | Button::Back(id) | Button::Edit(id) => return open(intelligence, id, claimant).await,
         Button::Approve(id) | Button::Deny(id) => {
             let verdict = if matches!(button, Button::Approve(_)) { Verdict::Approve } else { Verdict::Deny };
-            let (intelligence, claimant) = (intelligence.clone(), claimant.clone());
-            let decided = within(wait, async move { intelligence.decide_from(id, verdict, &claimant).await }).await;
-            return Ok(match decided {
-                None => Pressed::Running("Approved — running; the message will show the outcome.".into()),
-                Some(Ok((approval, task))) => Pressed::Done(match task.state {
-                    TaskState::Succeeded => format!("Approved A{} — done.", approval.id),
-                    TaskState::Failed => {
-                        format!("Approved A{} — it failed: {}", approval.id, task.error.unwrap_or_default())
-                    }
-                    TaskState::Cancelled => format!("Denied A{}: it will not run.", approval.id),
-                    state => format!("A{} {}: task {state}.", approval.id, approval.state),
-                }),
-                Some(Err(DecideError::Unauthorized { .. })) => Pressed::Refused(REFUSAL.into()),
-                Some(Err(DecideError::NotFound(_))) => Pressed::Refused("This approval no longer exists.".into()),
-                Some(Err(e @ DecideError::AlreadyDecided { .. })) => Pressed::Refused(capitalize(&e.to_string())),
-                Some(Err(DecideError::Store(e))) => return Err(e),
-            });
+            return decide(intelligence, id, verdict, claimant, wait).await;
         }
     };
     let id = match button {
@@ -345,6 +329,31 @@ pub async fn press(
         _ => unreachable!("handled above"),
     };
     respond(intelligence, id, response, claimant, timezone, wait).await
+}
+
+/// Decides approval `id`; a decision that takes longer than `wait` carries on.
+pub async fn decide(
+    intelligence: &Arc<Intelligence>,
+    id: i64,
+    verdict: Verdict,
+    claimant: &Claimant,
+    wait: StdDuration,
+) -> Result<Pressed, StoreError> {
+    let (intelligence, claimant) = (intelligence.clone(), claimant.clone());
+    let decided = within(wait, async move { intelligence.decide_from(id, verdict, &claimant).await }).await;
+    Ok(match decided {
+        None => Pressed::Running("Approved — running; the message will show the outcome.".into()),
+        Some(Ok((approval, task))) => Pressed::Done(match task.state {
+            TaskState::Succeeded => format!("Approved A{} — done.", approval.id),
+            TaskState::Failed => format!("Approved A{} — it failed: {}", approval.id, task.error.unwrap_or_default()),
+            TaskState::Cancelled => format!("Denied A{}: it will not run.", approval.id),
+            state => format!("A{} {}: task {state}.", approval.id, approval.state),
+        }),
+        Some(Err(DecideError::Unauthorized { .. })) => Pressed::Refused(REFUSAL.into()),
+        Some(Err(DecideError::NotFound(_))) => Pressed::Refused("This approval no longer exists.".into()),
+        Some(Err(e @ DecideError::AlreadyDecided { .. })) => Pressed::Refused(capitalize(&e.to_string())),
+        Some(Err(DecideError::Store(e))) => return Err(e),
+    })
 }
 
 /// Answers suggestion `id` (a button, or the text of an edit).

@@ -10,6 +10,8 @@ mod channel;
 pub mod chat;
 #[cfg(feature = "discord")]
 pub mod discord;
+#[cfg(feature = "email")]
+pub mod email;
 mod liveness;
 pub mod outbox;
 pub mod pump;
