@@ -89,6 +89,14 @@ pub trait Channel: Send + Sync + 'static {
     /// The same for an approval: post it with its two buttons, then show its outcome.
     fn render_approval(&self, delivery: &ApprovalDelivery) -> Vec<NewOutbound>;
 
+    /// The outbox payload that delivers a `message` action (`{"kind": "message", "target":
+    /// {"channel", "conversation", "reply_to"}, "text"}`) run as task `task`, or why this
+    /// channel cannot deliver it. The executor queues it; the outbox sends it.
+    fn message(&self, task: i64, action: &Value) -> Result<Value, String> {
+        let _ = (task, action);
+        Err(format!("the {} channel does not deliver messages", self.name()))
+    }
+
     /// Performs one send. The error says whether trying again can help.
     fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>>;
 

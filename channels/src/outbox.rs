@@ -48,6 +48,12 @@ pub async fn deliver(
     }
 }
 
+/// Sends what is due in `channel`'s outbox now, once (for a command run outside the
+/// server, like `loopgate digest`); a send to be retried stays queued for the server.
+pub async fn drain_once(store: &Store, channel: &dyn Channel, policy: &RetryPolicy) -> Result<(), StoreError> {
+    settle_then_drain(store, channel, policy).await.map(|_| ())
+}
+
 /// Settles sends in doubt, then sends whatever is due; returns how long to wait before
 /// looking again.
 async fn settle_then_drain(store: &Store, channel: &dyn Channel, policy: &RetryPolicy) -> Result<Duration, StoreError> {

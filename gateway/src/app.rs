@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use loopgate_channels::discord::Discord;
+use loopgate_channels::email::Email;
 use loopgate_channels::outbox::deliver;
 use loopgate_channels::pump::pump;
 use loopgate_channels::telegram::Telegram;
@@ -49,27 +50,12 @@ impl Application {
             .with_context(|| format!("listening on {} (is another loopgate running?)", settings.listen))?;
         let address = listener.local_addr()?;
         let executor = crate::executor::Actions::new(&settings.webhooks, &settings.commands);
-        let intelligence = Intelligence::with_executor(store.clone(), settings.intelligence.clone(), executor);
+        let intelligence = Intelligence::with_executor(store.clone(), settings.intelligence.clone(), executor.clone());
         // Before serving: a task a crash left running may have had its effect, so it is
         // failed here rather than run again by the next pulse.
         intelligence.recover_tasks().await.context("recovering tasks interrupted by a restart")?;
-        let mut channels: Vec<(Arc<dyn Channel>, Wakes)> = Vec::new();
-        let mut telegram = None;
-        if let Some(config) = &settings.telegram {
-            let wakes = Wakes::default();
-            let channel = Telegram::new(config.clone(), store.clone(), intelligence.clone(), wakes.clone())
-                .context("setting up the Telegram channel")?;
-            telegram = Some(channel.clone());
-            channels.push((channel, wakes));
-        }
-        let mut discord = None;
-        if let Some(config) = &settings.discord {
-            let wakes = Wakes::default();
-            let channel = Discord::new(config.clone(), store.clone(), intelligence.clone(), wakes.clone())
-                .context("setting up the Discord channel")?;
-            discord = Some(channel.clone());
-            channels.push((channel, wakes));
-        }
+        let Channels { list: channels, telegram, discord, email } =
+            build_channels(&settings, &store, &intelligence, &executor)?;
         let state = AppState {
             store,
             intelligence,
@@ -79,6 +65,7 @@ impl Application {
             channels: Arc::new(channels.iter().map(|(c, _)| c.liveness().clone()).collect()),
             telegram,
             discord,
+            email,
         };
         Ok(Application { listener, address, state, settings, channels })
     }
@@ -138,6 +125,51 @@ impl Application {
 
 /// A channel's three workers: its inbound side, the pump from delivery events to its
 /// outbox, and the outbox worker that sends.
+/// The configured channels, each with the nudges for its workers.
+pub struct Channels {
+    pub list: Vec<(Arc<dyn Channel>, Wakes)>,
+    pub telegram: Option<Arc<Telegram>>,
+    pub discord: Option<Arc<Discord>>,
+    pub email: Option<Arc<Email>>,
+}
+
+/// Sets up the configured channels (nothing connects yet) and lets `message` actions go
+/// out through them. The server starts their workers; the CLI only queues into them.
+pub fn build_channels(
+    settings: &Settings,
+    store: &Store,
+    intelligence: &Arc<Intelligence>,
+    executor: &crate::executor::Actions,
+) -> anyhow::Result<Channels> {
+    let mut channels: Vec<(Arc<dyn Channel>, Wakes)> = Vec::new();
+    let mut telegram = None;
+    if let Some(config) = &settings.telegram {
+        let wakes = Wakes::default();
+        let channel = Telegram::new(config.clone(), store.clone(), intelligence.clone(), wakes.clone())
+            .context("setting up the Telegram channel")?;
+        telegram = Some(channel.clone());
+        channels.push((channel, wakes));
+    }
+    let mut discord = None;
+    if let Some(config) = &settings.discord {
+        let wakes = Wakes::default();
+        let channel = Discord::new(config.clone(), store.clone(), intelligence.clone(), wakes.clone())
+            .context("setting up the Discord channel")?;
+        discord = Some(channel.clone());
+        channels.push((channel, wakes));
+    }
+    let mut email = None;
+    if let Some(config) = &settings.email {
+        let wakes = Wakes::default();
+        let channel = Email::new(config.clone(), store.clone(), intelligence.clone(), wakes.clone())
+            .context("setting up the email channel")?;
+        email = Some(channel.clone());
+        channels.push((channel, wakes));
+    }
+    executor.route_messages(store.clone(), &channels);
+    Ok(Channels { list: channels, telegram, discord, email })
+}
+
 fn start_channel(
     store: &Store,
     channel: Arc<dyn Channel>,

@@ -61,6 +61,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Mail the email digest now (open suggestions and pending approvals); nothing is sent
+    /// when nothing waits
+    Digest {
+        /// Print the outcome as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// List suggestions or answer one
     #[command(subcommand)]
     Suggestions(SuggestionsCommand),
@@ -227,6 +234,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Signal(args) => signal(settings, args).await,
             Command::Memory(command) => memory(settings, command).await,
             Command::Pulse { scheduled, json } => pulse(settings, scheduled, json).await,
+            Command::Digest { json } => digest(settings, json).await,
             Command::Suggestions(command) => suggestions(settings, command).await,
             Command::Approvals(command) => approvals(settings, command).await,
             Command::Stop => kill_switch(settings, true).await,
@@ -346,7 +354,10 @@ async fn intelligence(settings: &Settings) -> anyhow::Result<Arc<Intelligence>> 
     let store = open_store(settings).await?;
     // An approval decided at the shell runs its task here, with the same endpoints.
     let executor = crate::executor::Actions::new(&settings.webhooks, &settings.commands);
-    Ok(Intelligence::with_executor(store, settings.intelligence.clone(), executor))
+    let intelligence = Intelligence::with_executor(store.clone(), settings.intelligence.clone(), executor.clone());
+    // A message approved here is queued in its channel's outbox; the server sends it.
+    crate::app::build_channels(settings, &store, &intelligence, &executor)?;
+    Ok(intelligence)
 }
 
 async fn pulse(settings: Settings, scheduled: bool, json: bool) -> anyhow::Result<()> {
@@ -380,6 +391,44 @@ async fn pulse(settings: Settings, scheduled: bool, json: bool) -> anyhow::Resul
             u.approvals_expired.len(),
             u.tasks_run.len()
         );
+    }
+    Ok(())
+}
+
+/// Builds the digest and sends it from here over SMTP; a send that fails for now stays in
+/// the outbox for the server to retry.
+async fn digest(settings: Settings, json: bool) -> anyhow::Result<()> {
+    use loopgate_channels::email::{DigestOutcome, Email};
+    let Some(config) = settings.email.clone() else {
+        anyhow::bail!("email is not configured: add [email] (see config/loopgate.example.toml)");
+    };
+    let intel = intelligence(&settings).await?;
+    let store = intel.store().clone();
+    let email = Email::new(config, store.clone(), intel, loopgate_channels::Wakes::default())?;
+    let outcome = email.send_digest().await?;
+    if let DigestOutcome::Queued { outbound_id, .. } = &outcome {
+        let policy = loopgate_engine::outbox::RetryPolicy::default();
+        loopgate_channels::outbox::drain_once(&store, email.as_ref(), &policy).await?;
+        let sent = store.outbound(*outbound_id).await?;
+        if let Some(sent) = sent.filter(|o| o.state != loopgate_engine::outbox::OutboundState::Sent) {
+            store.close().await;
+            anyhow::bail!(
+                "the digest is queued but not sent yet ({}): the server retries it",
+                sent.last_error.unwrap_or_else(|| sent.state.to_string())
+            );
+        }
+    }
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string(&outcome)?);
+        return Ok(());
+    }
+    match outcome {
+        DigestOutcome::Queued { suggestions, approvals, message_id, .. } => {
+            println!("digest sent: {suggestions} suggestion(s), {approvals} approval(s) <{message_id}>")
+        }
+        DigestOutcome::Empty => println!("nothing waits for you: no digest sent"),
+        DigestOutcome::NoRecipient => println!("no digest_to and no owner emails: no digest sent"),
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use loopgate_channels::discord::DiscordConfig;
+use loopgate_channels::email::{EmailConfig, Security, ServerConfig as MailServer};
 use loopgate_channels::telegram::{Mode as Transport, TelegramConfig};
 use loopgate_engine::heartbeat::{QuietHours, Rules};
 use loopgate_engine::intelligence::Settings as IntelSettings;
@@ -41,7 +42,89 @@ pub struct Config {
     pub command: Vec<CommandConfig>,
     pub telegram: Option<TelegramSection>,
     pub discord: Option<DiscordSection>,
+    pub email: Option<EmailSection>,
     pub log: LogConfig,
+}
+
+/// `[email]`: IMAP in, SMTP out, the digest and who may answer it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSection {
+    pub imap: MailServerSection,
+    pub smtp: MailServerSection,
+    /// loopgate's own address, `"loopgate <me@example.org>"` or bare.
+    pub from: Option<String>,
+    /// Who gets the digest; the owner's `emails` when left out.
+    pub digest_to: Vec<String>,
+    /// Cron in the owner's timezone, e.g. `"0 7 * * *"`; no scheduled digest when left out.
+    pub digest_schedule: Option<String>,
+    /// Addresses besides the owner's whose replies count.
+    pub allowed_senders: Vec<String>,
+    /// The environment variable holding the secret mixed into stored reply tokens.
+    pub reply_secret_env: Option<String>,
+    /// How long a digest can be answered.
+    pub reply_ttl: ConfigDuration,
+    /// Without IDLE: how often to look for mail.
+    pub poll_interval: ConfigDuration,
+    /// With IDLE: how long one IDLE lasts before it is renewed.
+    pub idle_timeout: ConfigDuration,
+    /// How long without a working IMAP connection makes `/readyz` unready (default: the
+    /// IDLE or poll interval plus a minute).
+    pub stale_after: Option<ConfigDuration>,
+}
+
+impl Default for EmailSection {
+    fn default() -> EmailSection {
+        EmailSection {
+            imap: MailServerSection { port: 993, mailbox: Some("INBOX".into()), ..MailServerSection::default() },
+            smtp: MailServerSection { port: 465, ..MailServerSection::default() },
+            from: None,
+            digest_to: Vec::new(),
+            digest_schedule: None,
+            allowed_senders: Vec::new(),
+            reply_secret_env: None,
+            reply_ttl: ConfigDuration::secs(7 * 24 * 3600),
+            poll_interval: ConfigDuration::secs(60),
+            idle_timeout: ConfigDuration::secs(300),
+            stale_after: None,
+        }
+    }
+}
+
+/// `[email.imap]` / `[email.smtp]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailServerSection {
+    pub host: String,
+    pub port: u16,
+    pub security: MailSecurity,
+    pub username: String,
+    /// The environment variable holding the password.
+    pub password_env: Option<String>,
+    /// IMAP only: the folder read for new mail.
+    pub mailbox: Option<String>,
+}
+
+impl Default for MailServerSection {
+    fn default() -> MailServerSection {
+        MailServerSection {
+            host: String::new(),
+            port: 0,
+            security: MailSecurity::Tls,
+            username: String::new(),
+            password_env: None,
+            mailbox: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailSecurity {
+    #[default]
+    Tls,
+    Starttls,
+    None,
 }
 
 /// `[discord]`: the bot's token (by reference), where it talks to, listens and posts.
@@ -819,6 +902,18 @@ impl Config {
                 }
             },
         };
+        let email = match &self.email {
+            None => None,
+            Some(e) => match self.email_settings(e, env, timezone) {
+                Ok(settings) => settings,
+                Err(found) => {
+                    for p in found {
+                        problem(&p.key, p.problem, &p.fix);
+                    }
+                    None
+                }
+            },
+        };
         if self.suggestions.max_active == 0 {
             problem("suggestions.max_active", "0 would never suggest anything".into(), "use 1 or more");
         }
@@ -834,6 +929,7 @@ impl Config {
             (Some(listen), Some(timezone), true) => Ok(Settings {
                 telegram,
                 discord,
+                email,
                 webhooks,
                 commands,
                 listen,
@@ -861,7 +957,133 @@ impl Config {
         );
         let telegram_allowed = self.telegram.iter().flat_map(|t| t.allowed_user_ids.iter().map(ToString::to_string));
         let discord_allowed = self.discord.iter().flat_map(|d| d.allowed_user_ids.iter().map(ToString::to_string));
-        owner.allow("telegram", telegram_allowed).allow("discord", discord_allowed)
+        let email_allowed = self.email.iter().flat_map(|e| e.allowed_senders.iter().cloned());
+        owner.allow("telegram", telegram_allowed).allow("discord", discord_allowed).allow("email", email_allowed)
+    }
+
+    /// `[email]` checked, with its passwords and secret read.
+    fn email_settings(
+        &self,
+        e: &EmailSection,
+        env: &dyn Fn(&str) -> Option<String>,
+        timezone: Option<chrono_tz::Tz>,
+    ) -> Result<Option<EmailConfig>, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let server = |name: &str, s: &MailServerSection, problems: &mut Vec<Problem>| {
+            let key = |k: &str| format!("email.{name}.{k}");
+            if s.host.trim().is_empty() {
+                problems.push(Problem {
+                    key: key("host"),
+                    problem: "no server".into(),
+                    fix: format!("set email.{name}.host, e.g. \"{name}.example.org\""),
+                });
+            }
+            if s.port == 0 {
+                problems.push(Problem {
+                    key: key("port"),
+                    problem: "no port".into(),
+                    fix: "set the server's port".into(),
+                });
+            }
+            let password = match s.password_env.as_deref() {
+                None => String::new(),
+                Some(var) => env(var).map(|v| v.trim_end_matches(['\r', '\n']).to_owned()).unwrap_or_else(|| {
+                    problems.push(Problem {
+                        key: key("password_env"),
+                        problem: format!("{var} is not set"),
+                        fix: format!("export {var}=<the {name} password>"),
+                    });
+                    String::new()
+                }),
+            };
+            if !s.username.is_empty() && s.password_env.is_none() {
+                problems.push(Problem {
+                    key: key("password_env"),
+                    problem: "a username without a password".into(),
+                    fix: format!("set email.{name}.password_env = \"{}_PASSWORD\"", name.to_uppercase()),
+                });
+            }
+            MailServer {
+                host: s.host.trim().to_owned(),
+                port: s.port,
+                security: match s.security {
+                    MailSecurity::Tls => Security::Tls,
+                    MailSecurity::Starttls => Security::StartTls,
+                    MailSecurity::None => Security::None,
+                },
+                username: s.username.clone(),
+                password,
+            }
+        };
+        let imap = server("imap", &e.imap, &mut problems);
+        let smtp = server("smtp", &e.smtp, &mut problems);
+        let from = e.from.clone().unwrap_or_default();
+        if from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(Problem {
+                key: "email.from".into(),
+                problem: format!("{from:?} is not an address"),
+                fix: "set email.from = \"loopgate <loopgate@example.org>\"".into(),
+            });
+        }
+        let digest_to = if e.digest_to.is_empty() { self.owner.emails.clone() } else { e.digest_to.clone() };
+        for to in &digest_to {
+            if to.parse::<lettre::message::Mailbox>().is_err() {
+                problems.push(Problem {
+                    key: "email.digest_to".into(),
+                    problem: format!("{to:?} is not an address"),
+                    fix: "write addresses like \"me@example.org\"".into(),
+                });
+            }
+        }
+        if let Some(pattern) = &e.digest_schedule
+            && let Err(error) = loopgate_channels::email::parse_schedule(pattern)
+        {
+            problems.push(Problem {
+                key: "email.digest_schedule".into(),
+                problem: error.to_string(),
+                fix: "write a cron schedule like \"0 7 * * *\" (07:00 every day, your time)".into(),
+            });
+        }
+        let secret = match e.reply_secret_env.as_deref() {
+            None => {
+                problems.push(Problem {
+                    key: "email.reply_secret_env".into(),
+                    problem: "answers by reply need a secret".into(),
+                    fix: "set reply_secret_env = \"LOOPGATE_REPLY_SECRET\" and export a random value".into(),
+                });
+                None
+            }
+            Some(var) => match env(var).map(|v| v.trim().to_owned()).filter(|v| v.len() >= 16) {
+                Some(secret) => Some(secret),
+                None => {
+                    problems.push(Problem {
+                        key: "email.reply_secret_env".into(),
+                        problem: format!("{var} is not set or shorter than 16 characters"),
+                        fix: format!("export {var}=$(openssl rand -hex 32)"),
+                    });
+                    None
+                }
+            },
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let (Some(reply_secret), Some(timezone)) = (secret, timezone) else { return Ok(None) };
+        let wait = e.idle_timeout.0.max(e.poll_interval.0);
+        Ok(Some(EmailConfig {
+            imap,
+            mailbox: e.imap.mailbox.clone().unwrap_or_else(|| "INBOX".into()),
+            smtp,
+            from,
+            digest_to,
+            digest_schedule: e.digest_schedule.clone(),
+            reply_secret,
+            reply_ttl: e.reply_ttl.0,
+            poll_interval: e.poll_interval.0,
+            idle_timeout: e.idle_timeout.0,
+            stale_after: e.stale_after.map_or(wait + Duration::from_secs(60), |d| d.0),
+            timezone,
+        }))
     }
 
     /// `[discord]` checked, with its token read.
@@ -1125,6 +1347,8 @@ pub struct Settings {
     pub telegram: Option<TelegramConfig>,
     /// `[discord]`, when configured.
     pub discord: Option<DiscordConfig>,
+    /// `[email]`, when configured.
+    pub email: Option<EmailConfig>,
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NamedCommand>,
     pub listen: SocketAddr,

@@ -7,9 +7,12 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use loopgate_channels::{Channel, Wakes};
+use loopgate_engine::Store;
 use loopgate_engine::actions::{Executor, Task};
+use loopgate_engine::outbox::NewOutbound;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{NamedCommand, Webhook};
@@ -21,6 +24,14 @@ pub struct Actions {
     webhooks: HashMap<String, Webhook>,
     commands: HashMap<String, NamedCommand>,
     http: reqwest::Client,
+    /// Where `message` actions go: each configured channel's outbox. Set once the
+    /// channels exist (they need the engine, which needs this executor).
+    messages: OnceLock<Messages>,
+}
+
+struct Messages {
+    store: Store,
+    channels: HashMap<&'static str, (Arc<dyn Channel>, Wakes)>,
 }
 
 type Running<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
@@ -36,7 +47,30 @@ impl Actions {
                 .user_agent(concat!("loopgate/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .expect("an HTTP client with default TLS roots"),
+            messages: OnceLock::new(),
         })
+    }
+
+    /// Lets `message` actions go out through these channels' outboxes.
+    pub fn route_messages(&self, store: Store, channels: &[(Arc<dyn Channel>, Wakes)]) {
+        let channels = channels.iter().map(|(c, w)| (c.name(), (c.clone(), w.clone()))).collect();
+        let _ = self.messages.set(Messages { store, channels });
+    }
+
+    /// Queues the message in its channel's durable outbox, once per task (the key is the
+    /// task's): the outbox sends it, retries it, and never sends it twice.
+    async fn message(&self, task: &Task) -> Result<serde_json::Value, String> {
+        let name = task.action.pointer("/target/channel").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let Some((channel, wakes)) = self.messages.get().and_then(|m| m.channels.get(name)) else {
+            return Err(format!("no {name:?} channel is configured on this loopgate to deliver {:?}", task.target));
+        };
+        let store = &self.messages.get().expect("checked above").store;
+        let payload = channel.message(task.id, &task.action)?;
+        let outbound =
+            NewOutbound { channel: name.to_owned(), dedupe_key: format!("task:{}:message", task.id), payload };
+        let (id, _) = store.enqueue(&outbound).await.map_err(|e| format!("queueing the message: {e}"))?;
+        wakes.outbox.notify_one();
+        Ok(serde_json::json!({"queued": {"channel": name, "outbox": id}}))
     }
 
     async fn call(&self, task: &Task) -> Result<serde_json::Value, String> {
@@ -120,8 +154,7 @@ impl Executor for Actions {
             match task.kind.as_str() {
                 "webhook" => self.call(task).await,
                 "command" => self.run_command(task).await,
-                // Channels deliver messages once they run on this loopgate.
-                "message" => Err(format!("no message target {:?} is configured on this loopgate", task.target)),
+                "message" => self.message(task).await,
                 "workflow" => Err(format!("no workflow named {:?} is configured", task.target)),
                 other => Err(format!("{other} actions do not run here")),
             }

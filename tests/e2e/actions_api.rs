@@ -54,7 +54,10 @@ async fn acting_on_a_reply_waits_for_approval_and_the_first_decision_wins() {
     assert_eq!(decided["approval"]["decision"]["via"], "api");
     // No channel can deliver a Telegram message on this loopgate yet: the task says so.
     assert_eq!(decided["task"]["state"], "failed");
-    assert_eq!(decided["task"]["error"], "no message target \"telegram:d1\" is configured on this loopgate");
+    assert_eq!(
+        decided["task"]["error"],
+        "no \"telegram\" channel is configured on this loopgate to deliver \"telegram:d1\""
+    );
 
     let (status, again) = decide(&app, approval_id, "deny").await;
     assert_eq!(status, 409, "{again}");

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// The webhook secret `TEST_TELEGRAM_SECRET` resolves to.
 pub const TELEGRAM_SECRET: &str = "webhook-secret_0123456789";
+/// The reply-token secret `TEST_REPLY_SECRET` resolves to.
+pub const REPLY_SECRET: &str = "reply-secret-0123456789abcdef";
 
 pub struct TestApp {
     pub base: String,
@@ -101,6 +103,8 @@ pub async fn spawn_app_in(
         ("TEST_TELEGRAM_TOKEN", crate::fake_telegram::BOT_TOKEN),
         ("TEST_TELEGRAM_SECRET", TELEGRAM_SECRET),
         ("TEST_DISCORD_TOKEN", crate::fake_discord::BOT_TOKEN),
+        ("TEST_REPLY_SECRET", REPLY_SECRET),
+        ("TEST_MAIL_PASSWORD", crate::mail::PASSWORD),
     ]);
     let settings = config.resolve(&|name| env.get(name).map(|v| v.to_string())).expect("valid test config");
     let with_token = settings.api_token.is_some();

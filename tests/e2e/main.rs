@@ -5,12 +5,14 @@
 mod actions_api;
 mod cli;
 mod discord;
+mod email;
 mod executor;
 mod fake_discord;
 mod fake_telegram;
 mod habits_and_policy;
 mod helpers;
 mod intelligence;
+mod mail;
 mod memory_api;
 mod restart;
 mod server;

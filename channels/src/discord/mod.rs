@@ -674,6 +674,25 @@ impl Channel for Discord {
         render::render_approval(delivery, self.config.timezone)
     }
 
+    fn message(&self, _task: i64, action: &Value) -> Result<Value, String> {
+        let target = action.get("target").cloned().unwrap_or(Value::Null);
+        let channel = target.get("conversation").and_then(Value::as_str).unwrap_or_default().trim();
+        let channel: u64 = channel.parse().map_err(|_| format!("{channel:?} is not a Discord channel id"))?;
+        let text = action.get("text").and_then(Value::as_str).unwrap_or_default().trim();
+        if text.is_empty() {
+            return Err("the message has no text: edit it first".into());
+        }
+        // The owner's words as written, but never a ping.
+        let mut body =
+            json!({"content": text.chars().take(2000).collect::<String>(), "allowed_mentions": {"parse": []}});
+        if let Some(reply_to) =
+            target.get("reply_to").and_then(Value::as_str).filter(|r| r.chars().all(|c| c.is_ascii_digit()))
+        {
+            body["message_reference"] = json!({"message_id": reply_to, "fail_if_not_exists": false});
+        }
+        Ok(json!({"op": "post", "channel": channel.to_string(), "body": body}))
+    }
+
     fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(self.perform(outbound))
     }

@@ -618,6 +618,30 @@ impl Channel for Email {
         Vec::new()
     }
 
+    fn message(&self, task: i64, action: &Value) -> Result<Value, String> {
+        let target = action.get("target").cloned().unwrap_or(Value::Null);
+        let to = target.get("conversation").and_then(Value::as_str).unwrap_or_default().trim();
+        let address: Mailbox = to.parse().map_err(|_| format!("{to:?} is not an email address to write to"))?;
+        let text = action.get("text").and_then(Value::as_str).unwrap_or_default().trim();
+        if text.is_empty() {
+            return Err("the message has no text: edit it first".into());
+        }
+        let reply_to = target.get("reply_to").and_then(Value::as_str).map(|id| id.trim_matches(['<', '>']).to_owned());
+        let subject = action.get("subject").and_then(Value::as_str).map_or_else(
+            || if reply_to.is_some() { "Re: your message".to_owned() } else { "A message for you".to_owned() },
+            str::to_owned,
+        );
+        Ok(json!({
+            "kind": "message",
+            "to": [address.to_string()],
+            "subject": subject,
+            "text": text,
+            "message_id": format!("task.{task}@{}", self.id_domain),
+            "in_reply_to": reply_to,
+            "references": reply_to.iter().collect::<Vec<_>>(),
+        }))
+    }
+
     fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(self.perform(outbound))
     }

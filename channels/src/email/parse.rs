@@ -67,7 +67,7 @@ pub fn normalize(raw: &[u8], me: &Me<'_>, identities: &Identities, uid_key: &str
     let message_id = message.message_id().map(str::to_owned);
     let in_reply_to = ids(message.in_reply_to());
     let references = ids(message.references());
-    let text = message.body_text(0).map(|t| t.replace("\r\n", "\n")).unwrap_or_default();
+    let text = body_text(&message);
 
     if let Some(token) = digest_token(&subject, in_reply_to.iter().chain(&references), me.id_domain) {
         let mut references = references.clone();
@@ -82,12 +82,14 @@ pub fn normalize(raw: &[u8], me: &Me<'_>, identities: &Identities, uid_key: &str
     let mut signal = NewSignal::new(source(), kind("email"), cut(format!("{subject}\n\n{}", text.trim())));
     // The sender's own id for the mail; without one, where it sits in the mailbox.
     signal.external_id = Some(message_id.clone().unwrap_or_else(|| uid_key.to_owned()));
-    signal.actor = Some(Actor { is_owner: identities.is_owner(CHANNEL, &from), name, id: from });
+    signal.actor = Some(Actor { is_owner: identities.is_owner(CHANNEL, &from), name, id: from.clone() });
+    // The conversation is with the sender (so answering it means writing to them); the
+    // thread is the mail thread, by its first Message-ID.
     let thread = references.first().or(in_reply_to.first()).or(message_id.as_ref()).cloned();
-    signal.conversation = thread.map(|id| Conversation {
-        id,
+    signal.conversation = Some(Conversation {
+        id: from.clone(),
         title: (!subject.is_empty()).then(|| subject.clone()),
-        thread_id: None,
+        thread_id: thread,
         reply_to: in_reply_to.first().cloned(),
     });
     signal.occurred_at = message.date().and_then(|d| DateTime::<Utc>::from_timestamp(d.to_timestamp(), 0));
@@ -118,6 +120,59 @@ pub fn normalize(raw: &[u8], me: &Me<'_>, identities: &Identities, uid_key: &str
     signal.urgency = Urgency::Normal;
     signal.trust = Trust::Untrusted;
     Inbound::Mail(Mail { signal })
+}
+
+/// The plain text of a mail: its text part, or its HTML (without the quoted part, which
+/// HTML mail clients put in a `<blockquote>` or a marked `<div>`) converted to text.
+fn body_text(message: &Message<'_>) -> String {
+    let has_plain = message.parts.iter().any(|p| p.is_content_type("text", "plain"));
+    let html = message.body_html(0);
+    let text = match (has_plain, html) {
+        (false, Some(html)) => {
+            let lower = html.to_ascii_lowercase();
+            let quote = [
+                "<blockquote",
+                "class=\"gmail_quote",
+                "class=\"moz-cite-prefix",
+                "id=\"divrplyfwdmsg",
+                "id=\"appendonsend",
+            ]
+            .iter()
+            .filter_map(|marker| lower.find(marker))
+            .min();
+            let answer = match quote {
+                // The marker's own tag starts at the last '<' before it.
+                Some(at) => &html[..html[..at + 1].rfind('<').unwrap_or(at)],
+                None => &html[..],
+            };
+            mail_parser::decoders::html::html_to_text(&break_blocks(answer))
+        }
+        _ => message.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+    };
+    text.replace("\r\n", "\n")
+}
+
+/// A line break before every block-level tag, so that `<div>1 act</div><div>2 dismiss</div>`
+/// reads as two lines once converted to text.
+fn break_blocks(html: &str) -> String {
+    const BLOCKS: [&str; 8] = ["div", "p", "br", "li", "tr", "h1", "h2", "h3"];
+    let mut out = String::with_capacity(html.len() + 64);
+    for (i, c) in html.char_indices() {
+        if c == '<' {
+            let name: String = html[i + 1..]
+                .trim_start_matches('/')
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>()
+                .to_ascii_lowercase();
+            // The converter breaks lines at <br> only (and </p>).
+            if BLOCKS.contains(&name.as_str()) && name != "br" {
+                out.push_str("<br>");
+            }
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Message-IDs from In-Reply-To or References, without their angle brackets.
@@ -225,7 +280,8 @@ mod tests {
         );
         assert!(s.text.starts_with("Q3 report — please review\n\nHi,\nthe Q3 report is attached"), "{}", s.text);
         let conversation = s.conversation.as_ref().unwrap();
-        assert_eq!(conversation.id, "thread-root@mail.example.org");
+        assert_eq!(conversation.id, "ana@example.org");
+        assert_eq!(conversation.thread_id.as_deref(), Some("thread-root@mail.example.org"));
         assert_eq!(conversation.reply_to.as_deref(), Some("previous@mail.example.org"));
         assert_eq!(s.attachments.len(), 1);
         assert_eq!(s.attachments[0].name, "q3-report.pdf");
@@ -249,6 +305,15 @@ mod tests {
             assert!(matches!(normalize(&recorded(name), &ME, &identities(), "uid:1:1"), Inbound::Ignored(_)), "{name}");
         }
         assert!(matches!(normalize(b"\x00\xff garbage", &ME, &identities(), "uid:1:1"), Inbound::Ignored(_)));
+    }
+
+    #[test]
+    fn an_html_reply_loses_its_quoted_part() {
+        let Inbound::Reply(reply) = normalize(&recorded("html_reply"), &ME, &identities(), "uid:1:1") else {
+            panic!("not a reply")
+        };
+        let lines: Vec<&str> = reply.text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines, ["2 snooze 3d", "approve A4"], "{:?}", reply.text);
     }
 
     #[test]

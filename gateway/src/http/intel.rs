@@ -152,3 +152,17 @@ pub async fn resume(State(state): State<AppState>) -> Result<Json<serde_json::Va
     tracing::info!("kill switch released by the API");
     Ok(Json(json!({"paused": false})))
 }
+
+/// `POST /api/digest`: builds the email digest now and queues it (sent at once by the
+/// email channel's outbox). An empty digest is not sent.
+pub async fn digest(State(state): State<AppState>) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Some(email) = state.email.as_ref() else {
+        return Err(ApiError::not_found("the email channel is not configured"));
+    };
+    let outcome = email.send_digest().await?;
+    let status = match outcome {
+        loopgate_channels::email::DigestOutcome::Queued { .. } => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(serde_json::to_value(outcome).expect("a digest outcome serializes"))))
+}

@@ -47,6 +47,7 @@ pub struct AppState {
     /// The Telegram channel, for its webhook, when configured.
     pub telegram: Option<Arc<loopgate_channels::telegram::Telegram>>,
     pub discord: Option<Arc<loopgate_channels::discord::Discord>>,
+    pub email: Option<Arc<loopgate_channels::email::Email>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -69,6 +70,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/approvals/{id}/decide", post(actions::decide))
         .route("/api/audit", get(actions::audit))
         .route("/api/stop", post(intel::stop))
+        .route("/api/digest", post(intel::digest))
         .route("/api/resume", post(intel::resume))
         .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));

@@ -1,0 +1,538 @@
+//! The email channel end to end, against real mail servers on loopback: Dovecot (IMAP,
+//! with IDLE) and OpenSMTPD (SMTP, delivering into Dovecot), started by `scripts/test`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use loopgate::config::{Config, ConfigDuration, EmailSection, MailSecurity, MailServerSection};
+use loopgate_engine::SystemClock;
+use mail_parser::MessageParser;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, anonymous_client, spawn_app_in};
+use crate::intelligence::owner_config;
+use crate::mail::{self, ONE_AT_A_TIME, create_folder, folder, plain, send_raw, wait_for_messages};
+use crate::telegram::four_suggestions;
+
+pub fn email_section(inbox: &str, owner_folder: &str) -> EmailSection {
+    let server = |port: u16| MailServerSection {
+        host: "127.0.0.1".into(),
+        port,
+        security: MailSecurity::None,
+        ..MailServerSection::default()
+    };
+    EmailSection {
+        imap: MailServerSection {
+            username: "loopgate".into(),
+            password_env: Some("TEST_MAIL_PASSWORD".into()),
+            mailbox: Some(inbox.into()),
+            ..server(mail::imap_port())
+        },
+        smtp: server(mail::smtp_port()),
+        from: Some("loopgate <loopgate@test.local>".into()),
+        digest_to: vec![format!("owner+{owner_folder}@test.local")],
+        allowed_senders: vec![format!("owner+{owner_folder}@test.local")],
+        reply_secret_env: Some("TEST_REPLY_SECRET".into()),
+        idle_timeout: ConfigDuration::secs(2),
+        stale_after: Some(ConfigDuration::secs(8)),
+        ..EmailSection::default()
+    }
+}
+
+/// A test's own mailboxes: loopgate reads `inbox`; the owner's mail lands in `owner`.
+struct Boxes {
+    inbox: String,
+    owner: String,
+}
+
+async fn boxes(name: &str) -> Boxes {
+    let boxes = Boxes { inbox: folder(&format!("{name}in")), owner: folder(&format!("{name}own")) };
+    create_folder("loopgate", &boxes.inbox).await;
+    boxes
+}
+
+async fn app_in(dir: tempfile::TempDir, b: &Boxes, customize: impl FnOnce(&mut Config)) -> TestApp {
+    let _ =
+        tracing_subscriber::fmt().with_env_filter("loopgate_channels=warn,loopgate=warn").with_test_writer().try_init();
+    let section = email_section(&b.inbox, &b.owner);
+    let app = spawn_app_in(dir, Arc::new(SystemClock), move |c| {
+        owner_config(c);
+        c.owner.emails = vec!["owner@test.local".into()];
+        c.email = Some(section);
+        customize(c);
+    })
+    .await;
+    wait_ready(&app).await;
+    app
+}
+
+/// The IMAP side is connected and has looked at the mailbox.
+async fn wait_ready(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = anonymous_client().get(app.url("/readyz")).send().await.unwrap().status();
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the email channel never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn email_signals(app: &TestApp) -> Vec<Value> {
+    app.get("/api/signals?source=email&limit=100").await["signals"].as_array().unwrap().clone()
+}
+
+async fn wait_for_signals(app: &TestApp, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let signals = email_signals(app).await;
+        if signals.len() >= count {
+            return signals;
+        }
+        assert!(Instant::now() < deadline, "only {} of {count} email signals: {signals:#?}", signals.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn to_inbox(b: &Boxes) -> String {
+    format!("loopgate+{}@test.local", b.inbox)
+}
+
+/// The parts of a received mail a test looks at.
+struct Received {
+    subject: String,
+    message_id: String,
+    in_reply_to: Vec<String>,
+    text: String,
+    html: Option<String>,
+    headers: String,
+}
+
+fn read(raw: &[u8]) -> Received {
+    let m = MessageParser::default().parse(raw).expect("a mail");
+    let ids = |v: &mail_parser::HeaderValue<'_>| match v {
+        mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(ToString::to_string).collect(),
+        _ => Vec::new(),
+    };
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    Received {
+        subject: m.subject().unwrap_or_default().to_owned(),
+        message_id: m.message_id().unwrap_or_default().to_owned(),
+        in_reply_to: ids(m.in_reply_to()),
+        text: m.body_text(0).unwrap_or_default().replace("\r\n", "\n"),
+        html: m.body_html(0).map(|h| h.to_string()),
+        headers: String::from_utf8_lossy(&raw[..head_end]).into_owned(),
+    }
+}
+
+/// Replies to the digest as the owner would, as `owner+folder`.
+async fn reply(b: &Boxes, digest: &Received, n: usize, content_type: &str, body: &str) -> String {
+    let id = format!("reply-{n}-{}@test.local", b.owner);
+    let from = format!("Owner <owner+{}@test.local>", b.owner);
+    let raw = format!(
+        "From: {from}\nTo: {}\nSubject: Re: {}\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMessage-ID: <{id}>\n\
+         In-Reply-To: <{}>\nReferences: <{}>\nMIME-Version: 1.0\nContent-Type: {content_type}; charset=utf-8\n\n{body}\n",
+        to_inbox(b),
+        digest.subject,
+        digest.message_id,
+        digest.message_id
+    );
+    send_raw(&format!("owner+{}@test.local", b.owner), &to_inbox(b), &raw).await;
+    id
+}
+
+/// The confirmation of reply `id`, from the owner's folder.
+async fn confirmation_of(b: &Boxes, id: &str) -> Received {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let found = mail::messages("owner", &b.owner)
+            .await
+            .iter()
+            .map(|raw| read(raw))
+            .find(|m| m.in_reply_to.iter().any(|r| r == id));
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no confirmation of {id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn suggestion(app: &TestApp, id: i64) -> Value {
+    app.get(&format!("/api/suggestions/{id}")).await
+}
+
+#[tokio::test]
+async fn incoming_mail_becomes_signals_and_automatic_mail_is_skipped() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = boxes("in").await;
+    let app = app_in(tempfile::tempdir().unwrap(), &b, |_| {}).await;
+    let to = to_inbox(&b);
+
+    let multipart = "From: Ana Lima <ana@example.org>\nTo: loopgate@test.local, ben@example.org\nSubject: Q3 report\n\
+        Date: Mon, 23 Nov 2026 09:15:00 +0100\nMessage-ID: <q3-{F}@example.org>\nIn-Reply-To: <prev-{F}@example.org>\n\
+        References: <root-{F}@example.org> <prev-{F}@example.org>\nMIME-Version: 1.0\n\
+        Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain; charset=utf-8\n\n\
+        Could you review the Q3 report by Friday?\n--b1\nContent-Type: application/pdf; name=\"q3.pdf\"\n\
+        Content-Disposition: attachment; filename=\"q3.pdf\"\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--b1--\n"
+        .replace("{F}", &b.inbox);
+    send_raw("ana@example.org", &to, &multipart).await;
+    let html = "From: Owner <owner@test.local>\nTo: loopgate@test.local\nSubject: Thursday\nMessage-ID: <html-{F}@test.local>\n\
+        MIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n<p>Can we move the call to <b>Thursday</b>?</p>\n"
+        .replace("{F}", &b.inbox);
+    send_raw("owner@test.local", &to, &html).await;
+    let auto = plain(
+        "Ben <ben@example.org>",
+        &to,
+        "Out of office",
+        &format!("ooo-{}@example.org", b.inbox),
+        "Auto-Submitted: auto-replied\n",
+        "Away.",
+    );
+    send_raw("ben@example.org", &to, &auto).await;
+    let bulk = plain(
+        "News <news@lists.example.org>",
+        &to,
+        "Weekly",
+        &format!("news-{}@example.org", b.inbox),
+        "Precedence: bulk\nList-Id: <weekly.example.org>\n",
+        "News.",
+    );
+    send_raw("news@lists.example.org", &to, &bulk).await;
+    let last = plain(
+        "Ben <ben@example.org>",
+        &to,
+        "Lunch?",
+        &format!("lunch-{}@example.org", b.inbox),
+        "",
+        "Lunch on Friday?",
+    );
+    send_raw("ben@example.org", &to, &last).await;
+
+    let signals = wait_for_signals(&app, 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(email_signals(&app).await.len(), 3, "the auto-reply and the list mail are not signals");
+    let by_id = |id: String| signals.iter().find(|s| s["external_id"] == id).unwrap_or_else(|| panic!("{id}")).clone();
+    let q3 = by_id(format!("q3-{}@example.org", b.inbox));
+    assert_eq!(q3["kind"], "email");
+    assert_eq!(q3["actor"]["id"], "ana@example.org");
+    assert_eq!(q3["actor"]["name"], "Ana Lima");
+    assert_eq!(q3["actor"]["is_owner"], false);
+    assert!(q3["text"].as_str().unwrap().starts_with("Q3 report\n\nCould you review the Q3 report by Friday?"), "{q3}");
+    assert_eq!(q3["conversation"]["id"], "ana@example.org");
+    assert_eq!(q3["conversation"]["thread_id"], format!("root-{}@example.org", b.inbox));
+    assert_eq!(q3["attachments"][0]["name"], "q3.pdf");
+    assert_eq!(q3["payload"]["to"], json!(["loopgate@test.local", "ben@example.org"]));
+    let html = by_id(format!("html-{}@test.local", b.inbox));
+    assert!(html["text"].as_str().unwrap().contains("Can we move the call to Thursday?"), "{html}");
+    assert_eq!(html["actor"]["is_owner"], true);
+}
+
+#[tokio::test]
+async fn the_digest_is_mailed_and_answered_by_reply_line_by_line() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = boxes("dg").await;
+    let app = app_in(tempfile::tempdir().unwrap(), &b, |_| {}).await;
+    let named = four_suggestions(&app).await;
+    let id_of = |who: &str| named.iter().find(|(n, _)| n == who).unwrap().1;
+
+    // Nothing asked yet: the digest lists the four suggestions, best first.
+    let (status, queued) = app.post("/api/digest", json!({})).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["outcome"], "queued");
+    assert_eq!(queued["suggestions"], 4);
+    let digest = read(&wait_for_messages("owner", &b.owner, 1).await[0]);
+    let token = digest.subject.split("[lg-").nth(1).unwrap().trim_end_matches(']').to_owned();
+    assert_eq!(token.len(), 20);
+    assert_eq!(digest.message_id, format!("digest.{token}@test.local"));
+    assert!(digest.headers.contains("Auto-Submitted: auto-generated"), "{}", digest.headers);
+    assert!(digest.text.contains("4 suggestions wait for you"), "{}", digest.text);
+    assert!(digest.text.contains("How to answer"), "{}", digest.text);
+    assert!(digest.html.as_deref().unwrap_or_default().contains("<b>1. "), "an HTML part too");
+    let listed = |n: usize| -> i64 {
+        let line = digest.text.lines().find(|l| l.starts_with(&format!("{n}. "))).unwrap();
+        let who = ["ANA", "BEN", "CEM", "DEV"].into_iter().find(|w| line.contains(w)).unwrap();
+        id_of(who)
+    };
+    let (one, two, three, four) = (listed(1), listed(2), listed(3), listed(4));
+
+    // Top-posted over the quoted digest: only the line above the quote counts.
+    let first = reply(
+        &b,
+        &digest,
+        1,
+        "text/plain",
+        "1 act\n\nOn Mon, 23 Nov 2026 at 07:00, loopgate <loopgate@test.local> wrote:\n> 1. Reply\n> 2 dismiss\n",
+    )
+    .await;
+    let confirmed = confirmation_of(&b, &first).await;
+    assert!(confirmed.subject.starts_with("Re: "), "{}", confirmed.subject);
+    assert!(confirmed.text.contains("1 act\n  → applied: Done. It waits for approval A"), "{}", confirmed.text);
+    assert_eq!(suggestion(&app, one).await["state"], "acted");
+    assert_eq!(suggestion(&app, two).await["state"], "active", "quoted lines are not commands");
+    let approval = app.get("/api/approvals?state=pending").await["approvals"][0]["id"].as_i64().unwrap();
+
+    // HTML only.
+    let second = reply(&b, &digest, 2, "text/html", "<div>2 snooze 3d</div><blockquote>1 dismiss</blockquote>").await;
+    assert!(confirmation_of(&b, &second).await.text.contains("applied: Snoozed until"));
+    assert_eq!(suggestion(&app, two).await["state"], "snoozed");
+
+    // With a signature, and mixed valid and invalid lines.
+    let third = reply(
+        &b,
+        &digest,
+        3,
+        "text/plain",
+        &format!("3 DISMISS\n4 edit: Paid on Friday, thanks!\nthanks a lot\n9 act\napprove A{approval}\n-- \nNelly\n1 dismiss\n"),
+    )
+    .await;
+    let text = confirmation_of(&b, &third).await.text;
+    assert!(text.contains("3 DISMISS\n  → applied: Dismissed."), "{text}");
+    assert!(text.contains("4 edit: Paid on Friday, thanks!\n  → applied: Edited."), "{text}");
+    assert!(text.contains("thanks a lot\n  → not understood"), "{text}");
+    assert!(text.contains("9 act\n  → unknown item 9"), "{text}");
+    // A1 was asked for after this digest went out: the digest's numbers are what it listed.
+    assert!(text.contains(&format!("approve A{approval}\n  → unknown item A{approval}")), "{text}");
+    assert!(!text.contains("1 dismiss"), "the signature ends the answer: {text}");
+    assert_eq!(suggestion(&app, three).await["state"], "dismissed");
+    let four_now = suggestion(&app, four).await;
+    assert_eq!(four_now["state"], "edited");
+    assert_eq!(four_now["edited_action"]["text"], "Paid on Friday, thanks!");
+    assert_eq!(app.get(&format!("/api/approvals/{approval}")).await["state"], "pending");
+
+    // The next digest lists the pending approvals; approving from it works.
+    let (_, queued) = app.post("/api/digest", json!({})).await;
+    assert_eq!(queued["approvals"], 2, "{queued}");
+    let second_digest = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = mail::messages("owner", &b.owner)
+                .await
+                .iter()
+                .map(|raw| read(raw))
+                .find(|m| m.message_id == queued["message_id"]);
+            if let Some(found) = found {
+                break found;
+            }
+            assert!(Instant::now() < deadline, "the second digest never arrived");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(second_digest.text.contains(&format!("A{approval}. Approve?")), "{}", second_digest.text);
+    let fifth = reply(&b, &second_digest, 5, "text/plain", &format!("Approve a{approval}")).await;
+    let text = confirmation_of(&b, &fifth).await.text;
+    assert!(text.contains(&format!("→ applied: Approved A{approval}")), "{text}");
+    assert_eq!(app.get(&format!("/api/approvals/{approval}")).await["state"], "approved");
+    let decided = &suggestion(&app, three).await["decision"];
+    assert_eq!(decided["via"], "email");
+    assert_eq!(decided["by"], format!("owner+{}@test.local", b.owner));
+
+    // Answering something already decided says who decided it, where and when.
+    let again = reply(&b, &digest, 4, "text/plain", "3 act").await;
+    let text = confirmation_of(&b, &again).await.text;
+    assert!(text.contains("not applied: Already decided: dismissed via email by owner+"), "{text}");
+
+    // An empty digest is not sent.
+    for s in crate::intelligence::suggestions(&app, "active").await {
+        app.post(&format!("/api/suggestions/{}/respond", s["id"]), json!({"response": "dismiss"})).await;
+    }
+    for a in app.get("/api/approvals?state=pending").await["approvals"].as_array().unwrap() {
+        app.post(&format!("/api/approvals/{}/decide", a["id"]), json!({"decision": "deny"})).await;
+    }
+    let (status, empty) = app.post("/api/digest", json!({})).await;
+    assert_eq!((status, empty["outcome"].as_str()), (200, Some("empty")));
+}
+
+#[tokio::test]
+async fn forged_senders_and_bad_tokens_change_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = boxes("fg").await;
+    let app = app_in(tempfile::tempdir().unwrap(), &b, |_| {}).await;
+    four_suggestions(&app).await;
+    app.post("/api/digest", json!({})).await;
+    let digest = read(&wait_for_messages("owner", &b.owner, 1).await[0]);
+    let before = crate::intelligence::suggestions(&app, "active").await;
+    let audit_before = app.get("/api/audit").await["audit"].as_array().unwrap().len();
+    let to = to_inbox(&b);
+
+    // A stranger answering the real digest (the token is right, the sender is not).
+    let stranger_box = folder("stranger");
+    let forged = format!(
+        "From: Mallory <stranger+{stranger_box}@test.local>\nTo: {to}\nSubject: Re: {}\nMessage-ID: <forged-{}@test.local>\n\
+         In-Reply-To: <{}>\nContent-Type: text/plain\n\n1 act\n2 dismiss\n",
+        digest.subject, b.inbox, digest.message_id
+    );
+    send_raw(&format!("stranger+{stranger_box}@test.local"), &to, &forged).await;
+    // The owner's address in From but a token that was never issued, and one altered.
+    let unknown = plain(
+        &format!("Owner <owner+{}@test.local>", b.owner),
+        &to,
+        "Re: loopgate [lg-aaaaaaaaaaaaaaaaaaaa]",
+        &format!("unknown-{}@test.local", b.inbox),
+        "",
+        "1 act\n2 dismiss",
+    );
+    send_raw("owner@test.local", &to, &unknown).await;
+    let token = digest.subject.split("[lg-").nth(1).unwrap().trim_end_matches(']').to_owned();
+    let altered_token: String = token.chars().rev().collect();
+    let altered = plain(
+        &format!("Owner <owner+{}@test.local>", b.owner),
+        &to,
+        &format!("Re: loopgate [lg-{altered_token}]"),
+        &format!("altered-{}@test.local", b.inbox),
+        "",
+        "3 dismiss",
+    );
+    send_raw("owner@test.local", &to, &altered).await;
+    // No token at all: just a mail.
+    let no_token = plain(
+        &format!("Owner <owner+{}@test.local>", b.owner),
+        &to,
+        "Re: loopgate",
+        &format!("plain-{}@test.local", b.inbox),
+        "",
+        "4 dismiss",
+    );
+    send_raw("owner@test.local", &to, &no_token).await;
+
+    let unknown_answer = confirmation_of(&b, &format!("unknown-{}@test.local", b.inbox)).await;
+    assert!(
+        unknown_answer.text.contains("does not answer a digest I know of; nothing was applied"),
+        "{}",
+        unknown_answer.text
+    );
+    assert!(
+        !unknown_answer.text.contains("ANA") && !unknown_answer.text.contains("invoice"),
+        "nothing of a digest leaks"
+    );
+    confirmation_of(&b, &format!("altered-{}@test.local", b.inbox)).await;
+    wait_for_signals(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(crate::intelligence::suggestions(&app, "active").await, before, "nothing was applied");
+    assert_eq!(app.get("/api/audit").await["audit"].as_array().unwrap().len(), audit_before);
+    assert!(mail::messages("stranger", &stranger_box).await.is_empty(), "the forger gets no answer");
+    let signals = email_signals(&app).await;
+    assert_eq!(signals.len(), 1, "only the token-less mail is a signal: {signals:#?}");
+    assert_eq!(signals[0]["external_id"], format!("plain-{}@test.local", b.inbox));
+}
+
+#[tokio::test]
+async fn imap_restarts_and_loopgate_restarts_lose_and_duplicate_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = boxes("rs").await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = to_inbox(&b);
+    let send = |n: u32| {
+        let (to, inbox) = (to.clone(), b.inbox.clone());
+        async move {
+            let raw = plain(
+                "Ana <ana@example.org>",
+                &to,
+                &format!("mail {n}"),
+                &format!("m{n}-{inbox}@example.org"),
+                "",
+                "hello",
+            );
+            send_raw("ana@example.org", &to, &raw).await;
+        }
+    };
+    let app = app_in(dir, &b, |_| {}).await;
+    send(1).await;
+    send(2).await;
+    wait_for_signals(&app, 2).await;
+
+    // Dovecot restarts under loopgate: it reconnects and reads on from where it was.
+    tokio::task::spawn_blocking(mail::restart_dovecot).await.unwrap();
+    send(3).await;
+    wait_for_signals(&app, 3).await;
+
+    // loopgate restarts; mail arrives while it is down.
+    let dir = app.shutdown().await;
+    send(4).await;
+    wait_for_messages("loopgate", &b.inbox, 4).await;
+    let app = app_in(dir, &b, |_| {}).await;
+    send(5).await;
+    let signals = wait_for_signals(&app, 5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ids: Vec<String> =
+        email_signals(&app).await.iter().map(|s| s["external_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    let expected: Vec<String> = (1..=5).map(|n| format!("m{n}-{}@example.org", b.inbox)).collect();
+    assert_eq!(ids, expected, "{signals:#?}");
+}
+
+#[tokio::test]
+async fn an_approved_message_to_an_email_address_goes_out_through_the_outbox() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = boxes("msg").await;
+    let app = app_in(tempfile::tempdir().unwrap(), &b, |_| {}).await;
+    let ana_box = folder("ana");
+    let submit = |to: String| {
+        json!({"action": {"kind": "message", "target": {"channel": "email", "conversation": to, "reply_to": "q1@example.org"},
+               "text": "Yes, Friday works."}, "reason": "answer Ana"})
+    };
+    let (status, task) = app.post("/api/tasks", submit(format!("stranger+{ana_box}@test.local"))).await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(task["state"], "awaiting_approval", "a message leaving the machine asks first");
+    let (_, decided) =
+        app.post(&format!("/api/approvals/{}/decide", task["approval_id"]), json!({"decision": "approve"})).await;
+    assert_eq!(decided["task"]["state"], "succeeded", "{decided}");
+    let sent = read(&wait_for_messages("stranger", &ana_box, 1).await[0]);
+    assert!(sent.text.contains("Yes, Friday works."), "{}", sent.text);
+    assert_eq!(sent.in_reply_to, ["q1@example.org"]);
+    assert_eq!(sent.message_id, format!("task.{}@test.local", task["id"]));
+
+    // An address the server refuses for good (5xx) fails permanently, once.
+    let (_, task) = app.post("/api/tasks", submit("nobody@test.local".into())).await;
+    app.post(&format!("/api/approvals/{}/decide", task["approval_id"]), json!({"decision": "approve"})).await;
+    let store = app.store.clone();
+    let key = format!("task:{}:message", task["id"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let row = store.outbound_by_key("email", &key).await.unwrap().expect("queued");
+        if row.state == loopgate_engine::outbox::OutboundState::Failed {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "still {:?}: {:?}", row.state, row.last_error);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed.attempts, 1, "a 5xx is not retried");
+    assert!(failed.last_error.unwrap().contains("SMTP refused"));
+}
+
+#[tokio::test]
+async fn the_digest_goes_out_on_its_schedule_and_from_the_command_line() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = boxes("sch").await;
+    let app = app_in(tempfile::tempdir().unwrap(), &b, |c| {
+        c.email.as_mut().unwrap().digest_schedule = Some("*/2 * * * * *".into());
+    })
+    .await;
+    four_suggestions(&app).await;
+    let scheduled = read(&wait_for_messages("owner", &b.owner, 1).await[0]);
+    assert!(scheduled.subject.contains("4 suggestions"), "{}", scheduled.subject);
+    let dir = app.shutdown().await;
+
+    // From the shell, against the same database, without the server.
+    let cli_box = folder("cli");
+    let extra = format!(
+        "[owner]\nemails = [\"owner@test.local\"]\n[email]\nfrom = \"loopgate <loopgate@test.local>\"\n\
+         digest_to = [\"owner+{cli_box}@test.local\"]\nreply_secret_env = \"TEST_REPLY_SECRET\"\n\
+         [email.imap]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nusername = \"loopgate\"\n\
+         password_env = \"TEST_MAIL_PASSWORD\"\nmailbox = \"{}\"\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+        mail::imap_port(),
+        b.inbox,
+        mail::smtp_port(),
+    );
+    let config = crate::helpers::write_config(dir.path(), &extra);
+    let env = [("TEST_REPLY_SECRET", crate::helpers::REPLY_SECRET), ("TEST_MAIL_PASSWORD", mail::PASSWORD)];
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || crate::helpers::run_cli(&config, &["digest"], &env)).await.unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("digest sent: 4 suggestion(s), 0 approval(s)"), "{stdout}");
+    let mailed = read(&wait_for_messages("owner", &cli_box, 1).await[0]);
+    assert!(mailed.text.contains("1. "), "{}", mailed.text);
+}
