@@ -439,28 +439,43 @@ async fn imap_restarts_and_loopgate_restarts_lose_and_duplicate_nothing() {
             send_raw("ana@example.org", &to, &raw).await;
         }
     };
-    let app = app_in(dir, &b, |_| {}).await;
+    let quick = |c: &mut Config| c.email.as_mut().unwrap().stale_after = Some(ConfigDuration::secs(4));
+    let app = app_in(dir, &b, quick).await;
     send(1).await;
     send(2).await;
     wait_for_signals(&app, 2).await;
 
-    // Dovecot restarts under loopgate: it reconnects and reads on from where it was.
-    tokio::task::spawn_blocking(mail::restart_dovecot).await.unwrap();
+    // Dovecot goes away: /readyz says so; it comes back: loopgate reconnects, reads on
+    // from where it was, and is ready again.
+    tokio::task::spawn_blocking(mail::stop_dovecot).await.unwrap();
+    let readyz = || async { anonymous_client().get(app.url("/readyz")).send().await.unwrap().status().as_u16() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz().await == 200 {
+        assert!(Instant::now() < deadline, "/readyz never noticed IMAP was gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::task::spawn_blocking(mail::start_dovecot).await.unwrap();
+    wait_ready(&app).await;
     send(3).await;
     wait_for_signals(&app, 3).await;
+
+    // A restart in passing.
+    tokio::task::spawn_blocking(mail::restart_dovecot).await.unwrap();
+    send(6).await;
+    wait_for_signals(&app, 4).await;
 
     // loopgate restarts; mail arrives while it is down.
     let dir = app.shutdown().await;
     send(4).await;
-    wait_for_messages("loopgate", &b.inbox, 4).await;
-    let app = app_in(dir, &b, |_| {}).await;
+    wait_for_messages("loopgate", &b.inbox, 5).await;
+    let app = app_in(dir, &b, quick).await;
     send(5).await;
-    let signals = wait_for_signals(&app, 5).await;
+    let signals = wait_for_signals(&app, 6).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ids: Vec<String> =
         email_signals(&app).await.iter().map(|s| s["external_id"].as_str().unwrap().to_owned()).collect();
     ids.sort();
-    let expected: Vec<String> = (1..=5).map(|n| format!("m{n}-{}@example.org", b.inbox)).collect();
+    let expected: Vec<String> = (1..=6).map(|n| format!("m{n}-{}@example.org", b.inbox)).collect();
     assert_eq!(ids, expected, "{signals:#?}");
 }
 

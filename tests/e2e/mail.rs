@@ -95,22 +95,39 @@ pub fn plain(from: &str, to: &str, subject: &str, message_id: &str, extra_header
 
 /// Stops and starts Dovecot (every IMAP connection drops; the mail stays).
 pub fn restart_dovecot() {
+    stop_dovecot();
+    start_dovecot();
+}
+
+fn dovecot(args: &[&str]) -> bool {
+    run("dovecot", args)
+}
+
+fn run(program: &str, args: &[&str]) -> bool {
     let conf = std::env::var("LOOPGATE_TEST_DOVECOT_CONF").expect("LOOPGATE_TEST_DOVECOT_CONF from scripts/test");
-    let run = |args: &[&str]| {
-        std::process::Command::new("dovecot")
-            .args(["-c", &conf])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("run dovecot")
-    };
-    assert!(run(&["stop"]).success(), "dovecot stop");
+    std::process::Command::new(program)
+        .args(["-c", &conf])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run dovecot")
+        .success()
+}
+
+pub fn start_dovecot() {
+    assert!(dovecot(&[]), "dovecot start");
+}
+
+pub fn stop_dovecot() {
+    // Stopping the master leaves open IMAP sessions running: they are cut first, as a
+    // server going down would.
+    assert!(run("doveadm", &["kick", "*"]), "doveadm kick");
+    assert!(dovecot(&["stop"]), "dovecot stop");
     // The master exits a moment after `stop` returns.
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", imap_port())).is_ok() {
         assert!(Instant::now() < deadline, "Dovecot did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(run(&[]).success(), "dovecot start");
 }
