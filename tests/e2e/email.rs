@@ -349,7 +349,10 @@ async fn the_digest_is_mailed_and_answered_by_reply_line_by_line() {
 async fn forged_senders_and_bad_tokens_change_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let b = boxes("fg").await;
-    let app = app_in(tempfile::tempdir().unwrap(), &b, |_| {}).await;
+    let app = app_in(tempfile::tempdir().unwrap(), &b, |c| {
+        c.email.as_mut().unwrap().reply_ttl = ConfigDuration::secs(4);
+    })
+    .await;
     four_suggestions(&app).await;
     app.post("/api/digest", json!({})).await;
     let digest = read(&wait_for_messages("owner", &b.owner, 1).await[0]);
@@ -417,6 +420,16 @@ async fn forged_senders_and_bad_tokens_change_nothing() {
     let signals = email_signals(&app).await;
     assert_eq!(signals.len(), 1, "only the token-less mail is a signal: {signals:#?}");
     assert_eq!(signals[0]["external_id"], format!("plain-{}@test.local", b.inbox));
+
+    // The owner, the right token, but after the digest's answers expired.
+    let issued = Instant::now();
+    while issued.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let late = reply(&b, &digest, 9, "text/plain", "1 act").await;
+    let text = confirmation_of(&b, &late).await.text;
+    assert!(text.contains("This digest's answers expired at"), "{text}");
+    assert_eq!(crate::intelligence::suggestions(&app, "active").await, before, "nothing was applied");
 }
 
 #[tokio::test]
