@@ -13,6 +13,7 @@ pub mod signal;
 pub mod store;
 pub mod suggestion;
 pub mod tasks;
+pub mod workflow;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::{Memory, MemoryCandidate, MemoryKind, Origin, RememberOutcome};

@@ -56,6 +56,7 @@ impl Application {
         intelligence.recover_tasks().await.context("recovering tasks interrupted by a restart")?;
         let Channels { list: channels, telegram, discord, email } =
             build_channels(&settings, &store, &intelligence, &executor)?;
+        executor.route_workflows(&intelligence, settings.workflows.clone());
         let state = AppState {
             store,
             intelligence,
@@ -66,6 +67,7 @@ impl Application {
             telegram,
             discord,
             email,
+            workflows: Arc::new(settings.workflows.clone()),
         };
         Ok(Application { listener, address, state, settings, channels })
     }
@@ -87,7 +89,8 @@ impl Application {
 
         let sweeper = tokio::spawn(sweep_expired(store.clone(), settings.sweep_interval, stop_rx.clone()));
         let heartbeat = tokio::spawn(beat(state.intelligence.clone(), settings.heartbeat_interval, stop_rx.clone()));
-        let mut workers = Vec::new();
+        let mut workers =
+            crate::workflows::start(&state.intelligence, &settings.workflows, settings.timezone, &stop_rx);
         for (channel, wakes) in channels {
             workers.extend(start_channel(&store, channel, wakes, &stop_rx));
         }

@@ -357,6 +357,7 @@ async fn intelligence(settings: &Settings) -> anyhow::Result<Arc<Intelligence>> 
     let intelligence = Intelligence::with_executor(store.clone(), settings.intelligence.clone(), executor.clone());
     // A message approved here is queued in its channel's outbox; the server sends it.
     crate::app::build_channels(settings, &store, &intelligence, &executor)?;
+    executor.route_workflows(&intelligence, settings.workflows.clone());
     Ok(intelligence)
 }
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub webhook: Vec<WebhookConfig>,
     /// Named commands the `command` action may run (`[[command]]`).
     pub command: Vec<CommandConfig>,
+    /// Workflows (`[[workflow]]`): a trigger and steps.
+    pub workflow: Vec<WorkflowConfig>,
     pub telegram: Option<TelegramSection>,
     pub discord: Option<DiscordSection>,
     pub email: Option<EmailSection>,
@@ -257,6 +259,57 @@ fn read_secret(
             "set token_env = \"TELEGRAM_BOT_TOKEN\" and export that variable".into(),
         )),
     }
+}
+
+/// `[[workflow]]`: a named outcome, a trigger (`schedule` or `on_signal`, or neither:
+/// run on request), and steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowConfig {
+    pub name: String,
+    #[serde(default)]
+    pub outcome: String,
+    /// Cron in the owner's timezone.
+    pub schedule: Option<String>,
+    pub on_signal: Option<SignalMatchConfig>,
+    pub steps: Vec<StepConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalMatchConfig {
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    pub conversation: Option<String>,
+    /// Only senders who never wrote on that source before.
+    pub unknown_sender: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepConfig {
+    Gather {
+        source: Option<String>,
+        conversation: Option<String>,
+        #[serde(default = "a_week")]
+        since: ConfigDuration,
+    },
+    Compose {
+        title: String,
+    },
+    Approve {
+        reason: String,
+    },
+    Deliver {
+        channel: String,
+        #[serde(default)]
+        to: String,
+        subject: Option<String>,
+    },
+}
+
+fn a_week() -> ConfigDuration {
+    ConfigDuration::secs(7 * 24 * 3600)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -868,6 +921,7 @@ impl Config {
                 );
             }
         }
+        let workflows = self.workflows(&mut problem);
         let commands = self
             .command
             .iter()
@@ -930,6 +984,7 @@ impl Config {
                 telegram,
                 discord,
                 email,
+                workflows,
                 webhooks,
                 commands,
                 listen,
@@ -1084,6 +1139,107 @@ impl Config {
             stale_after: e.stale_after.map_or(wait + Duration::from_secs(60), |d| d.0),
             timezone,
         }))
+    }
+
+    /// `[[workflow]]` checked and turned into the engine's workflows.
+    fn workflows(&self, problem: &mut impl FnMut(&str, String, &str)) -> Vec<loopgate_engine::workflow::Workflow> {
+        use loopgate_engine::workflow::{SignalMatch, Step, Trigger, Workflow};
+        let mut found = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (n, w) in self.workflow.iter().enumerate() {
+            let key = |k: &str| format!("workflow[{n}].{k}");
+            let before = found.len();
+            let mut ok = true;
+            let mut bad = |k: &str, what: String, fix: &str| {
+                ok = false;
+                problem(&key(k), what, fix);
+            };
+            if w.name.is_empty() || !w.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                bad(
+                    "name",
+                    format!("{:?} is not a name", w.name),
+                    "use letters, digits, - and _, like \"weekly-status\"",
+                );
+            } else if !names.insert(w.name.clone()) {
+                bad("name", format!("{:?} is used twice", w.name), "give every workflow its own name");
+            }
+            let trigger = match (&w.schedule, &w.on_signal) {
+                (Some(_), Some(_)) => {
+                    bad("schedule", "both schedule and on_signal are set".into(), "keep one trigger per workflow");
+                    Trigger::Manual
+                }
+                (Some(cron), None) => {
+                    if cron.parse::<croner::Cron>().is_err() {
+                        bad(
+                            "schedule",
+                            format!("{cron:?} is not a cron schedule"),
+                            "write it like \"0 16 * * 5\" (Fridays 16:00, your time)",
+                        );
+                    }
+                    Trigger::Schedule(cron.clone())
+                }
+                (None, Some(m)) => Trigger::Signal(SignalMatch {
+                    source: m.source.clone(),
+                    kind: m.kind.clone(),
+                    conversation: m.conversation.clone(),
+                    unknown_sender: m.unknown_sender,
+                }),
+                (None, None) => Trigger::Manual,
+            };
+            if w.steps.is_empty() {
+                bad("steps", "no steps".into(), "add steps: gather, compose, approve, deliver");
+            }
+            let mut steps = Vec::new();
+            let mut delivered = false;
+            for (i, step) in w.steps.iter().enumerate() {
+                steps.push(match step {
+                    StepConfig::Gather { source, conversation, since } => Step::Gather {
+                        source: source.clone(),
+                        conversation: conversation.clone(),
+                        since_secs: i64::try_from(since.0.as_secs()).unwrap_or(i64::MAX),
+                    },
+                    StepConfig::Compose { title } => Step::Compose { title: title.clone() },
+                    StepConfig::Approve { reason } => {
+                        if delivered {
+                            bad(
+                                &format!("steps[{i}]"),
+                                "an approval after the delivery approves nothing".into(),
+                                "put approve before deliver",
+                            );
+                        }
+                        Step::Approve { reason: reason.clone() }
+                    }
+                    StepConfig::Deliver { channel, to, subject } => {
+                        delivered = true;
+                        let configured = match channel.as_str() {
+                            "digest" | "email" => self.email.is_some(),
+                            "telegram" => self.telegram.is_some(),
+                            "discord" => self.discord.is_some(),
+                            _ => false,
+                        };
+                        if !configured {
+                            bad(
+                                &format!("steps[{i}].deliver.channel"),
+                                format!("{channel:?} is not a configured channel"),
+                                "deliver to \"email\", \"telegram\", \"discord\" (when configured) or \"digest\"",
+                            );
+                        }
+                        if channel != "digest" && to.trim().is_empty() {
+                            bad(
+                                &format!("steps[{i}].deliver.to"),
+                                "no recipient".into(),
+                                "set to = an address, chat id or channel id",
+                            );
+                        }
+                        Step::Deliver { channel: channel.clone(), to: to.trim().to_owned(), subject: subject.clone() }
+                    }
+                });
+            }
+            if ok && found.len() == before {
+                found.push(Workflow { name: w.name.clone(), outcome: w.outcome.clone(), trigger, steps });
+            }
+        }
+        found
     }
 
     /// `[discord]` checked, with its token read.
@@ -1351,6 +1507,7 @@ pub struct Settings {
     pub email: Option<EmailConfig>,
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NamedCommand>,
+    pub workflows: Vec<loopgate_engine::workflow::Workflow>,
     pub listen: SocketAddr,
     pub api_token: Option<String>,
     pub max_body_bytes: usize,

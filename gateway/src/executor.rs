@@ -7,12 +7,15 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use loopgate_channels::{Channel, Wakes};
 use loopgate_engine::Store;
 use loopgate_engine::actions::{Executor, Task};
+use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::outbox::NewOutbound;
+use loopgate_engine::suggestion::Responder;
+use loopgate_engine::workflow::Workflow;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{NamedCommand, Webhook};
@@ -27,6 +30,9 @@ pub struct Actions {
     /// Where `message` actions go: each configured channel's outbox. Set once the
     /// channels exist (they need the engine, which needs this executor).
     messages: OnceLock<Messages>,
+    /// The configured workflows a `workflow` action runs (the engine holds this executor,
+    /// so it is reached back weakly).
+    workflows: OnceLock<(Weak<Intelligence>, Vec<Workflow>)>,
 }
 
 struct Messages {
@@ -48,6 +54,7 @@ impl Actions {
                 .build()
                 .expect("an HTTP client with default TLS roots"),
             messages: OnceLock::new(),
+            workflows: OnceLock::new(),
         })
     }
 
@@ -55,6 +62,27 @@ impl Actions {
     pub fn route_messages(&self, store: Store, channels: &[(Arc<dyn Channel>, Wakes)]) {
         let channels = channels.iter().map(|(c, w)| (c.name(), (c.clone(), w.clone()))).collect();
         let _ = self.messages.set(Messages { store, channels });
+    }
+
+    /// Lets `workflow` actions run these workflows.
+    pub fn route_workflows(&self, intelligence: &Arc<Intelligence>, workflows: Vec<Workflow>) {
+        let _ = self.workflows.set((Arc::downgrade(intelligence), workflows));
+    }
+
+    /// Runs the named workflow as a run of its own (a task with its timeline); this task
+    /// records which.
+    async fn workflow(&self, task: &Task) -> Result<serde_json::Value, String> {
+        let Some((intelligence, workflows)) = self.workflows.get() else {
+            return Err(format!("no workflow named {:?} is configured", task.target));
+        };
+        let workflow = workflows
+            .iter()
+            .find(|w| w.name == task.target)
+            .ok_or_else(|| format!("no workflow named {:?} is configured", task.target))?;
+        let intelligence = intelligence.upgrade().ok_or("loopgate is shutting down")?;
+        let responder = Responder { by: task.requested_by.clone(), via: task.requested_via.clone() };
+        let run = intelligence.run_workflow(workflow, &[], &responder).await.map_err(|e| e.to_string())?;
+        Ok(serde_json::json!({"run_task": run.id, "state": run.state}))
     }
 
     /// Queues the message in its channel's durable outbox, once per task (the key is the
@@ -155,7 +183,7 @@ impl Executor for Actions {
                 "webhook" => self.call(task).await,
                 "command" => self.run_command(task).await,
                 "message" => self.message(task).await,
-                "workflow" => Err(format!("no workflow named {:?} is configured", task.target)),
+                "workflow" => self.workflow(task).await,
                 other => Err(format!("{other} actions do not run here")),
             }
         })

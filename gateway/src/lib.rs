@@ -10,3 +10,4 @@ pub mod doctor;
 pub mod executor;
 pub mod http;
 pub mod telemetry;
+pub mod workflows;

@@ -38,6 +38,13 @@ impl Record {
     }
 }
 
+/// A summary a workflow delivered into the digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub workflow: String,
+    pub text: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Digest {
     pub subject: String,
@@ -51,13 +58,14 @@ pub struct Digest {
 pub fn build(
     suggestions: &[Suggestion],
     approvals: &[Approval],
+    notes: &[Note],
     token: &str,
     id_domain: &str,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     timezone: Tz,
 ) -> Option<Digest> {
-    if suggestions.is_empty() && approvals.is_empty() {
+    if suggestions.is_empty() && approvals.is_empty() && notes.is_empty() {
         return None;
     }
     let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -67,6 +75,9 @@ pub fn build(
     }
     if !approvals.is_empty() {
         parts.push(count(approvals.len(), "approval", "approvals"));
+    }
+    if !notes.is_empty() {
+        parts.push(count(notes.len(), "summary", "summaries"));
     }
     let summary = parts.join(" and ");
     let subject = format!("loopgate: {summary} [lg-{token}]");
@@ -118,11 +129,22 @@ pub fn build(
             escape(&local(a.expires_at, timezone))
         ));
     }
+    if !notes.is_empty() {
+        html.push_str("<h3>Summaries</h3>");
+    }
+    for note in notes {
+        text.push_str(&format!("\n--- {} ---\n{}\n", note.workflow, note.text.trim_end()));
+        html.push_str(&format!(
+            "<p><b>{}</b></p><pre style=\"white-space:pre-wrap\">{}</pre>",
+            escape(&note.workflow),
+            escape(note.text.trim_end())
+        ));
+    }
     let example = match (suggestions.is_empty(), approvals.first()) {
         (false, Some(a)) => format!("1 act\n  2 snooze 3d\n  approve A{}", a.id),
         (false, None) => "1 act\n  2 snooze 3d\n  3 dismiss".to_owned(),
         (true, Some(a)) => format!("approve A{}\n  deny A{}", a.id, a.id),
-        (true, None) => unreachable!("an empty digest is not built"),
+        (true, None) => "nothing to answer in this one".to_owned(),
     };
     let how = format!(
         "How to answer: reply to this mail with one command per line, for example\n  {example}\n\

@@ -36,7 +36,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-pub use digest::{Digest, Record, build as build_digest};
+pub use digest::{Digest, Note, Record, build as build_digest};
 pub use parse::{Inbound, Mail, Me, Reply, digest_token, normalize};
 pub use reply::{Command, GRAMMAR, Item, Line, parse_reply};
 
@@ -152,28 +152,25 @@ impl Email {
         }
         let suggestions = self.store.suggestions(&[SuggestionState::Active], DIGEST_LIMIT).await?;
         let approvals = self.store.approvals(&[ApprovalState::Pending], DIGEST_LIMIT).await?;
-        let token = new_token();
-        let now = self.store.clock().now();
-        let expires_at = now + chrono::Duration::from_std(self.config.reply_ttl).unwrap_or(chrono::Duration::days(7));
-        let Some(digest) =
-            build_digest(&suggestions, &approvals, &token, &self.id_domain, now, expires_at, self.config.timezone)
-        else {
+        let notes_key = loopgate_engine::workflow::DIGEST_NOTES_KEY;
+        let notes: Vec<Note> = self
+            .store
+            .channel_state(CHANNEL, notes_key)
+            .await?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let Some((token, digest)) = self.prepare(&suggestions, &approvals, &notes).await? else {
             return Ok(DigestOutcome::Empty);
         };
-        let record = serde_json::to_string(&digest.record).expect("a digest record serializes");
-        self.store.set_channel_state(CHANNEL, &self.token_key(&token), &record).await?;
-        let payload = json!({
-            "kind": "digest",
-            "to": self.config.digest_to,
-            "subject": digest.subject,
-            "text": digest.text,
-            "html": digest.html,
-            "message_id": digest.record.message_id,
-        });
+        let payload = self.digest_payload(&digest, "digest");
         let (outbound_id, _) = self
             .store
             .enqueue(&NewOutbound { channel: CHANNEL.into(), dedupe_key: format!("{CHANNEL}:digest:{token}"), payload })
             .await?;
+        if !notes.is_empty() {
+            // Delivered with this digest; the next one starts afresh.
+            self.store.set_channel_state(CHANNEL, notes_key, "[]").await?;
+        }
         self.wakes.outbox.notify_one();
         tracing::info!(suggestions = suggestions.len(), approvals = approvals.len(), "email: digest queued");
         Ok(DigestOutcome::Queued {
@@ -182,6 +179,57 @@ impl Email {
             message_id: digest.record.message_id,
             outbound_id,
         })
+    }
+
+    /// Builds a digest of these items with a fresh token and keeps what its numbers mean;
+    /// `None` when there is nothing to list.
+    async fn prepare(
+        &self,
+        suggestions: &[loopgate_engine::suggestion::Suggestion],
+        approvals: &[loopgate_engine::actions::Approval],
+        notes: &[Note],
+    ) -> Result<Option<(String, Digest)>, StoreError> {
+        let token = new_token();
+        let now = self.store.clock().now();
+        let expires_at = now + chrono::Duration::from_std(self.config.reply_ttl).unwrap_or(chrono::Duration::days(7));
+        let Some(digest) =
+            build_digest(suggestions, approvals, notes, &token, &self.id_domain, now, expires_at, self.config.timezone)
+        else {
+            return Ok(None);
+        };
+        let record = serde_json::to_string(&digest.record).expect("a digest record serializes");
+        self.store.set_channel_state(CHANNEL, &self.token_key(&token), &record).await?;
+        Ok(Some((token, digest)))
+    }
+
+    fn digest_payload(&self, digest: &Digest, kind: &str) -> Value {
+        json!({
+            "kind": kind,
+            "to": self.config.digest_to,
+            "subject": digest.subject,
+            "text": digest.text,
+            "html": digest.html,
+            "message_id": digest.record.message_id,
+        })
+    }
+
+    /// An approval mailed on its own, the moment it is asked for: a digest of one, so it is
+    /// answered like any digest ("approve A7"). Built at send time, so one decided in the
+    /// meantime is not mailed at all.
+    async fn mail_approval(&self, id: i64) -> Result<Sent, SendError> {
+        let transient = |e: StoreError| SendError::Transient(e.to_string());
+        let Some(approval) = self.store.approval(id).await.map_err(transient)? else {
+            return Ok(Sent { platform_ref: "none".into() });
+        };
+        if approval.state != ApprovalState::Pending || self.config.digest_to.is_empty() {
+            return Ok(Sent { platform_ref: "none".into() });
+        }
+        let Some((_, digest)) = self.prepare(&[], std::slice::from_ref(&approval), &[]).await.map_err(transient)?
+        else {
+            return Ok(Sent { platform_ref: "none".into() });
+        };
+        let message = compose(&self.from, &self.digest_payload(&digest, "approval")).map_err(SendError::Permanent)?;
+        self.transmit(message, digest.record.message_id).await
     }
 
     /// Where a digest's record is kept: the token itself is never stored.
@@ -477,8 +525,17 @@ impl Email {
     }
 
     async fn perform(&self, outbound: &Outbound) -> Result<Sent, SendError> {
+        if outbound.payload.get("kind").and_then(Value::as_str) == Some("approval")
+            && let Some(id) = outbound.payload.get("approval").and_then(Value::as_i64)
+        {
+            return self.mail_approval(id).await;
+        }
         let message = compose(&self.from, &outbound.payload).map_err(SendError::Permanent)?;
         let message_id = outbound.payload.get("message_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        self.transmit(message, message_id).await
+    }
+
+    async fn transmit(&self, message: lettre::Message, message_id: String) -> Result<Sent, SendError> {
         match self.smtp.send(message).await {
             Ok(_) => Ok(Sent { platform_ref: message_id }),
             // 5xx: the server will never take it (an unknown recipient, a refused sender).
@@ -614,8 +671,20 @@ impl Channel for Email {
         Vec::new()
     }
 
-    fn render_approval(&self, _: &ApprovalDelivery) -> Vec<NewOutbound> {
-        Vec::new()
+    /// An approval is mailed at once (besides the next digest), when someone gets mail.
+    fn render_approval(&self, delivery: &ApprovalDelivery) -> Vec<NewOutbound> {
+        let a = &delivery.approval;
+        if delivery.kind != loopgate_engine::suggestion::DeliveryKind::Show
+            || a.state != ApprovalState::Pending
+            || self.config.digest_to.is_empty()
+        {
+            return Vec::new();
+        }
+        vec![NewOutbound {
+            channel: CHANNEL.into(),
+            dedupe_key: crate::channel::approval_post_key(CHANNEL, a.id),
+            payload: json!({"kind": "approval", "approval": a.id}),
+        }]
     }
 
     fn message(&self, task: i64, action: &Value) -> Result<Value, String> {

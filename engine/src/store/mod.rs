@@ -350,6 +350,19 @@ impl Store {
         rows.into_iter().map(SignalRow::into_signal).collect()
     }
 
+    /// Whether `actor` had written on `source` before the signal numbered `seq`: a first
+    /// contact is a sender not seen before.
+    pub async fn actor_seen_before(&self, source: &str, actor: &str, seq: i64) -> Result<bool, StoreError> {
+        Ok(match &self.inner.pools {
+            Pools::Sqlite { read, .. } => {
+                sql::sqlite::actor_seen_before(&mut *read.acquire().await?, source, actor, seq).await?
+            }
+            Pools::Postgres(pool) => {
+                sql::postgres::actor_seen_before(&mut *pool.acquire().await?, source, actor, seq).await?
+            }
+        })
+    }
+
     pub async fn get_signal(&self, id: SignalId) -> Result<Option<Signal>, StoreError> {
         let row = match &self.inner.pools {
             Pools::Sqlite { read, .. } => sql::sqlite::get(&mut *read.acquire().await?, id).await?,
@@ -449,7 +462,8 @@ fn sqlite_migrator() -> Migrator {
             (4, "policy and habits", "0004_policy_and_habits.sql"),
             (5, "outbox", "0005_outbox.sql"),
             (6, "tasks and approvals", "0006_tasks_and_approvals.sql"),
-            (7, "channel state", "0007_channel_state.sql")
+            (7, "channel state", "0007_channel_state.sql"),
+            (8, "signal senders", "0008_signal_senders.sql")
         ]
     )
 }
@@ -464,7 +478,8 @@ fn postgres_migrator() -> Migrator {
             (4, "policy and habits", "0004_policy_and_habits.sql"),
             (5, "outbox", "0005_outbox.sql"),
             (6, "tasks and approvals", "0006_tasks_and_approvals.sql"),
-            (7, "channel state", "0007_channel_state.sql")
+            (7, "channel state", "0007_channel_state.sql"),
+            (8, "signal senders", "0008_signal_senders.sql")
         ]
     )
 }

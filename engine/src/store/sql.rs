@@ -168,6 +168,19 @@ macro_rules! backend_sql {
                 Ok(SweepReport { signals, receipts })
             }
 
+            /// Whether `actor` wrote on `source` before the signal at `seq`.
+            pub(crate) async fn actor_seen_before(
+                conn: &mut Conn,
+                source: &str,
+                actor: &str,
+                seq: i64,
+            ) -> Result<bool, sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new("SELECT 1 FROM signals WHERE source = ");
+                q.push_bind(source.to_owned()).push(" AND actor_id = ").push_bind(actor.to_owned());
+                q.push(" AND seq < ").push_bind(seq).push(" LIMIT 1");
+                Ok(q.build_query_scalar::<i32>().fetch_optional(&mut *conn).await?.is_some())
+            }
+
             pub(crate) async fn list(
                 conn: &mut Conn,
                 query: &SignalQuery,

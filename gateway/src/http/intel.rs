@@ -166,3 +166,29 @@ pub async fn digest(State(state): State<AppState>) -> Result<(StatusCode, Json<s
     };
     Ok((status, Json(serde_json::to_value(outcome).expect("a digest outcome serializes"))))
 }
+
+/// `GET /api/workflows`: the configured workflows, their triggers and steps.
+pub async fn workflows(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "workflows": *state.workflows }))
+}
+
+/// `POST /api/workflows/{name}/run`: runs one now, as the owner asked through the API.
+/// 201 with the run's task; 409 while the kill switch is on.
+pub async fn run_workflow(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    use loopgate_engine::workflow::WorkflowError;
+    let Some(workflow) = state.workflows.iter().find(|w| w.name == name) else {
+        return Err(ApiError::not_found(format!("no workflow named {name:?} is configured")));
+    };
+    let responder = Responder { by: "api".into(), via: "api".into() };
+    match state.intelligence.run_workflow(workflow, &[], &responder).await {
+        Ok(task) => Ok((StatusCode::CREATED, Json(serde_json::to_value(task).expect("a task serializes")))),
+        Err(e @ WorkflowError::Stopped) => Err(ApiError::new(StatusCode::CONFLICT, "stopped", e.to_string())),
+        Err(e @ WorkflowError::Invalid(_)) => {
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow", e.to_string()))
+        }
+        Err(WorkflowError::Store(e)) => Err(e.into()),
+    }
+}

@@ -48,6 +48,7 @@ pub struct AppState {
     pub telegram: Option<Arc<loopgate_channels::telegram::Telegram>>,
     pub discord: Option<Arc<loopgate_channels::discord::Discord>>,
     pub email: Option<Arc<loopgate_channels::email::Email>>,
+    pub workflows: Arc<Vec<loopgate_engine::workflow::Workflow>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -71,6 +72,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/audit", get(actions::audit))
         .route("/api/stop", post(intel::stop))
         .route("/api/digest", post(intel::digest))
+        .route("/api/workflows", get(intel::workflows))
+        .route("/api/workflows/{name}/run", post(intel::run_workflow))
         .route("/api/resume", post(intel::resume))
         .route("/metrics", get(health::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
