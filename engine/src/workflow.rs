@@ -181,7 +181,7 @@ impl Intelligence {
                         compose(&workflow.name, &gathered, self.store().clock().now(), self.settings().rules.timezone)
                     });
                     if channel == "digest" {
-                        self.into_digest(&workflow.name, &text).await?;
+                        self.keep_for_digest(&workflow.name, &text).await?;
                         output.into_digest = true;
                         continue;
                     }
@@ -265,7 +265,7 @@ impl Intelligence {
     }
 
     /// Keeps a summary for the next email digest.
-    async fn into_digest(&self, workflow: &str, text: &str) -> Result<(), StoreError> {
+    async fn keep_for_digest(&self, workflow: &str, text: &str) -> Result<(), StoreError> {
         let store = self.store();
         let mut notes: Vec<serde_json::Value> = store
             .channel_state("email", DIGEST_NOTES_KEY)

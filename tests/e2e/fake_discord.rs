@@ -307,7 +307,7 @@ pub fn message_json(id: u64, channel: u64, guild: Option<u64>, author: &Value, c
         "channel_id": channel.to_string(),
         "author": author,
         "content": content,
-        "timestamp": "2026-11-22T09:15:02.117000+00:00",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
         "edited_timestamp": null,
         "tts": false,
         "mention_everyone": false,

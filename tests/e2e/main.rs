@@ -18,3 +18,4 @@ mod restart;
 mod server;
 mod signals_api;
 mod telegram;
+mod workflows;

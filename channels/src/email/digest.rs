@@ -38,6 +38,14 @@ impl Record {
     }
 }
 
+/// What a digest lists.
+#[derive(Debug, Clone, Copy)]
+pub struct Items<'a> {
+    pub suggestions: &'a [Suggestion],
+    pub approvals: &'a [Approval],
+    pub notes: &'a [Note],
+}
+
 /// A summary a workflow delivered into the digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
@@ -56,15 +64,14 @@ pub struct Digest {
 /// The digest of what waits for the owner, or `None` when nothing does (an empty digest
 /// is not sent).
 pub fn build(
-    suggestions: &[Suggestion],
-    approvals: &[Approval],
-    notes: &[Note],
+    items: Items<'_>,
     token: &str,
     id_domain: &str,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     timezone: Tz,
 ) -> Option<Digest> {
+    let Items { suggestions, approvals, notes } = items;
     if suggestions.is_empty() && approvals.is_empty() && notes.is_empty() {
         return None;
     }

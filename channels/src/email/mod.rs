@@ -36,7 +36,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-pub use digest::{Digest, Note, Record, build as build_digest};
+pub use digest::{Digest, Items, Note, Record, build as build_digest};
 pub use parse::{Inbound, Mail, Me, Reply, digest_token, normalize};
 pub use reply::{Command, GRAMMAR, Item, Line, parse_reply};
 
@@ -192,9 +192,14 @@ impl Email {
         let token = new_token();
         let now = self.store.clock().now();
         let expires_at = now + chrono::Duration::from_std(self.config.reply_ttl).unwrap_or(chrono::Duration::days(7));
-        let Some(digest) =
-            build_digest(suggestions, approvals, notes, &token, &self.id_domain, now, expires_at, self.config.timezone)
-        else {
+        let Some(digest) = build_digest(
+            Items { suggestions, approvals, notes },
+            &token,
+            &self.id_domain,
+            now,
+            expires_at,
+            self.config.timezone,
+        ) else {
             return Ok(None);
         };
         let record = serde_json::to_string(&digest.record).expect("a digest record serializes");
