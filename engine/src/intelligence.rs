@@ -63,6 +63,8 @@ pub struct Settings {
     pub approvals_expire: Duration,
     /// How long a pending approval waits before reflection raises it as ageing.
     pub approval_ageing: Duration,
+    /// When a new suggestion may become a task without the owner pressing Act.
+    pub auto_create: loopgate_policies::AutoCreate,
 }
 
 impl Settings {
@@ -77,6 +79,7 @@ impl Settings {
             ignore_after: Duration::hours(48),
             data_dir,
             policy: Policy::empty(),
+            auto_create: loopgate_policies::AutoCreate::default(),
             answerers: Identities::default(),
             approvals_expire: Duration::hours(24),
             approval_ageing: Duration::hours(4),
@@ -223,6 +226,9 @@ impl Intelligence {
                     state.carried_actionable = 0;
                     state.next_followup_at = reflected.next_followup;
                     report.created = reflected.created;
+                    if !state.paused {
+                        self.auto_create(&report.created).await?;
+                    }
                 }
                 Err(error) => {
                     tracing::error!(%error, "reflection failed");
@@ -239,6 +245,48 @@ impl Intelligence {
         self.store.save_heartbeat(&state).await?;
         metrics::counter!("loopgate_pulses_total", "outcome" => outcome_name(&outcome)).increment(1);
         Ok(report)
+    }
+
+    /// New suggestions that pass the auto-create gate (SPEC §7) are acted on at once, by
+    /// loopgate, on the owner's behalf; the task that creates is still policy's to allow.
+    async fn auto_create(&self, created: &[SuggestionId]) -> Result<(), StoreError> {
+        use loopgate_policies::auto_create::{Candidate, gate};
+        if !self.settings.auto_create.enabled {
+            return Ok(());
+        }
+        let acted = self.store.suggestions(&[SuggestionState::Acted], 500).await?;
+        for id in created {
+            let Some(s) = self.store.suggestion(*id).await? else { continue };
+            if !s.state.is_answerable() {
+                continue;
+            }
+            let Ok(view) = loopgate_policies::ActionView::of(&s.action) else { continue };
+            let assessment = self.settings.policy.assess(&view);
+            let similar_acted = acted
+                .iter()
+                .filter(|a| a.class == s.class)
+                .filter(|a| loopgate_policies::ActionView::of(&a.action).is_ok_and(|v| v == view))
+                .count();
+            let candidate = Candidate {
+                action: &view,
+                effect: assessment.effect,
+                risk: assessment.risk,
+                target_trusted: view.target == "self",
+                similar_acted: u32::try_from(similar_acted).unwrap_or(u32::MAX),
+            };
+            match gate(self.settings.auto_create, &candidate) {
+                Ok(()) => {
+                    let responder = Responder { by: "auto-create".into(), via: "loopgate".into() };
+                    match self.respond(*id, &Response::Act, &responder).await {
+                        Ok(_) => tracing::info!(suggestion = id, "auto-created: acted on without asking"),
+                        Err(RespondError::Store(e)) => return Err(e),
+                        Err(error) => tracing::warn!(suggestion = id, %error, "auto-create could not act"),
+                    }
+                }
+                Err(why) => tracing::debug!(suggestion = id, why, "not auto-created"),
+            }
+        }
+        Ok(())
     }
 
     /// Reads signals above the cursor, moving it; returns how many and how many are

@@ -420,6 +420,11 @@ pub struct SuggestionsConfig {
     pub expires_after: ConfigDuration,
     /// How long a posted suggestion may go unanswered before it counts as ignored.
     pub ignore_after: ConfigDuration,
+    /// Let low-risk suggestions that policy allows, with a clear target, become tasks
+    /// without asking — when the target is your own or you acted on similar ones
+    /// `auto_create_after` times (SPEC §7). Off by default.
+    pub auto_create: bool,
+    pub auto_create_after: u32,
 }
 
 impl Default for SuggestionsConfig {
@@ -428,6 +433,8 @@ impl Default for SuggestionsConfig {
             max_active: 10,
             expires_after: ConfigDuration::secs(3 * 86400),
             ignore_after: ConfigDuration::secs(48 * 3600),
+            auto_create: false,
+            auto_create_after: 3,
         }
     }
 }
@@ -1428,6 +1435,10 @@ impl Config {
         settings.answerers = self.identities();
         settings.approvals_expire = self.approvals.expires.to_chrono();
         settings.approval_ageing = self.approvals.remind_after.to_chrono();
+        settings.auto_create = loopgate_policies::AutoCreate {
+            enabled: self.suggestions.auto_create,
+            after_acted: self.suggestions.auto_create_after,
+        };
         settings
     }
 
@@ -1711,6 +1722,39 @@ mod tests {
         assert_eq!(discord.channel_ids, [7]);
         assert!(settings.identities.may_answer("discord", "99"));
         assert!(!settings.identities.is_owner("discord", "99"));
+    }
+
+    #[test]
+    fn workflows_are_checked_step_by_step() {
+        let text = "[[workflow]]\nname = \"bad name!\"\nsteps = [{ compose = { title = \"x\" } }]\n\
+                    [[workflow]]\nname = \"both\"\nschedule = \"0 9 * * *\"\non_signal = { source = \"email\" }\nsteps = [{ compose = { title = \"x\" } }]\n\
+                    [[workflow]]\nname = \"cron\"\nschedule = \"every friday\"\nsteps = [{ compose = { title = \"x\" } }]\n\
+                    [[workflow]]\nname = \"order\"\nsteps = [{ deliver = { channel = \"telegram\", to = \"1\" } }, { approve = { reason = \"r\" } }]\n\
+                    [[workflow]]\nname = \"empty\"\nsteps = []\n\
+                    [[workflow]]\nname = \"ok\"\nschedule = \"0 16 * * 5\"\nsteps = [{ gather = { source = \"telegram\", since = \"3d\" } }, { compose = { title = \"T\" } }]\n";
+        let config = load(text, &[]).unwrap();
+        let ConfigError::Invalid(problems) = config.resolve(&no_env).unwrap_err() else { panic!() };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "workflow[0].name",
+                "workflow[1].schedule",
+                "workflow[2].schedule",
+                "workflow[3].steps[0].deliver.channel",
+                "workflow[3].steps[1]",
+                "workflow[4].steps",
+            ]
+        );
+        assert!(problems.iter().all(|p| !p.fix.is_empty()));
+        let ok = load(&text[text.find("[[workflow]]\nname = \"ok\"").unwrap()..], &[]).unwrap();
+        let settings = ok.resolve(&no_env).unwrap();
+        use loopgate_engine::workflow::{Step, Trigger};
+        assert_eq!(settings.workflows[0].trigger, Trigger::Schedule("0 16 * * 5".into()));
+        assert_eq!(
+            settings.workflows[0].steps[0],
+            Step::Gather { source: Some("telegram".into()), conversation: None, since_secs: 3 * 86400 }
+        );
     }
 
     #[test]

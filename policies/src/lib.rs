@@ -5,7 +5,9 @@
 //!   deny rules over them (deny wins; anything with an outside effect asks by default).
 
 pub mod action;
+pub mod auto_create;
 mod identity;
 
 pub use action::{ActionKind, ActionView, Assessment, Effect, Policy, Risk, Rule};
+pub use auto_create::AutoCreate;
 pub use identity::Identities;

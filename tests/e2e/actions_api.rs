@@ -164,3 +164,38 @@ async fn bad_task_and_approval_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(app.get("/api/tasks?state=all").await["tasks"].as_array().unwrap().len(), 2, "nothing was written");
     assert_eq!(app.get(&format!("/api/approvals/{approval}")).await["state"], "pending");
 }
+
+#[tokio::test]
+async fn auto_create_acts_only_on_what_passes_the_gate_and_only_when_turned_on() {
+    for enabled in [false, true] {
+        let clock = ManualClock::new(start());
+        let app = app_at(&clock, |c| c.suggestions.auto_create = enabled).await;
+        let now = loopgate_engine::Clock::now(&clock);
+        // The owner asks for a reminder (a note to self: low risk), and a friend asks a
+        // question (a message to someone else: medium risk, policy asks).
+        let owner = crate::intelligence::OWNER;
+        ingest(&app, message("r1", owner, "Nelly", owner, 30, now, "remind me to call the plumber tomorrow at 9"))
+            .await;
+        ingest(&app, message("q1", "77", "Dana", "77", 300, now, "Could you send me the contract by Friday?")).await;
+        pulse(&app).await;
+        let all = suggestions(&app, "scheduled,active,acted").await;
+        let reminder = all
+            .iter()
+            .find(|s| s["class"] == "reminder")
+            .unwrap_or_else(|| panic!("a reminder suggestion in {all:#?}"));
+        let reply = all.iter().find(|s| s["action"]["kind"] == "message").expect("a reply suggestion");
+        assert_eq!(reply["state"], "active", "a message is never created on its own");
+        if enabled {
+            assert_eq!(reminder["state"], "acted", "{reminder}");
+            assert_eq!(reminder["decision"]["by"], "auto-create");
+            let tasks = app.get("/api/tasks").await["tasks"].as_array().unwrap().clone();
+            let task = tasks
+                .iter()
+                .find(|t| t["origin"] == format!("suggestion:{}", reminder["id"]))
+                .expect("the reminder's task");
+            assert_eq!(task["state"], "succeeded", "{task}");
+        } else {
+            assert!(reminder["state"] == "active" || reminder["state"] == "scheduled", "off by default: {reminder}");
+        }
+    }
+}

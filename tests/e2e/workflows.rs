@@ -283,3 +283,26 @@ async fn the_inbox_triage_summarizes_first_mail_from_unknown_senders_into_the_di
     assert!(text.contains("Partnership proposal"), "{text}");
     assert!(!text.contains("Following up"), "{text}");
 }
+
+#[tokio::test]
+async fn a_scheduled_workflow_runs_on_its_schedule() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let w = world(|c, _| {
+        let mut every_two_seconds = weekly_status("stranger@test.local");
+        every_two_seconds.schedule = Some("*/2 * * * * *".into());
+        c.workflow = vec![every_two_seconds];
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let run = loop {
+        let tasks = w.app.get("/api/tasks?limit=50").await["tasks"].as_array().unwrap().clone();
+        if let Some(run) = tasks.into_iter().find(|t| t["kind"] == "workflow") {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the schedule never ran the workflow");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run["requested_by"], "trigger");
+    assert_eq!(run["origin"], "workflow:weekly-status");
+    wait_task(&w.app, run["id"].as_i64().unwrap(), "succeeded").await;
+}
