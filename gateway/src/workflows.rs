@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use loopgate_channels::chat::sleep_or_stop;
 use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::store::SignalQuery;
 use loopgate_engine::suggestion::Responder;
@@ -162,14 +163,4 @@ async fn match_once(
         return Ok(());
     }
     store.set_channel_state(STATE, key, &last.to_string()).await
-}
-
-async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        () = tokio::time::sleep(wait) => *stop.borrow(),
-        _ = stop.changed() => true,
-    }
 }
