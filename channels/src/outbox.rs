@@ -18,6 +18,10 @@ use crate::channel::Channel;
 /// Longest sleep without looking at the queue: a row queued by another process (the CLI)
 /// does not wake this one.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+/// The dedupe-key prefix of what tasks queue (`task:{id}:message`).
+const TASK_SENDS: &str = "task:";
+/// While the kill switch is on, how often the worker looks for `resume`.
+const PAUSED_LOOK: Duration = Duration::from_secs(1);
 
 /// Drains `channel`'s outbox until `shutdown` turns true. A send in flight when it does is
 /// finished and recorded first.
@@ -63,17 +67,23 @@ async fn settle_then_drain(store: &Store, channel: &dyn Channel, policy: &RetryP
         tracing::warn!(channel = name, outbound = outbound.id, ?verification, "settling a send a crash left in doubt");
         store.settle_in_doubt(outbound.id, &verification).await?;
     }
+    // The kill switch: what tasks queued (their messages) waits for resume; replies,
+    // posts and edits of loopgate's own still go out.
+    let paused = store.heartbeat_state().await?.paused;
+    let hold = paused.then_some(TASK_SENDS);
     loop {
-        let Some(outbound) = store.claim_outbound(name, 1).await?.pop() else { break };
+        let Some(outbound) = store.claim_outbound_holding(name, 1, hold).await?.pop() else { break };
         if let Some(pause) = send_one(store, channel, policy, &outbound).await? {
             return Ok(pause);
         }
     }
     let clock = store.clock();
-    Ok(match store.next_outbound_due(name).await? {
+    let wait = match store.next_outbound_due(name).await? {
         Some(at) => (at - clock.now()).to_std().unwrap_or(Duration::ZERO).min(MAX_IDLE),
         None => MAX_IDLE,
-    })
+    };
+    // Held sends are due but not taken: look again for `resume` without spinning.
+    Ok(if paused { wait.max(PAUSED_LOOK) } else { wait })
 }
 
 /// Performs one claimed send and records it. Returns a pause when it is to be retried: the
@@ -264,6 +274,21 @@ mod tests {
             ]
         );
         assert_eq!(rows[2].last_error.as_deref(), Some("400 Bad Request: chat not found"));
+    }
+
+    #[tokio::test]
+    async fn the_kill_switch_holds_what_tasks_queued_but_not_loopgates_own_replies() {
+        let (store, _dir) = store().await;
+        store.set_paused(true).await.unwrap();
+        for key in ["task:7:message", "reply:1"] {
+            store.enqueue(&message(key)).await.unwrap();
+        }
+        let channel = Scripted::new(&[], &[]);
+        settle_then_drain(&store, &channel, &quick()).await.unwrap();
+        assert_eq!(channel.delivered(), ["reply:1"], "the reply goes out; the task's message waits");
+        store.set_paused(false).await.unwrap();
+        settle_then_drain(&store, &channel, &quick()).await.unwrap();
+        assert_eq!(channel.delivered(), ["reply:1", "task:7:message"]);
     }
 
     #[tokio::test]

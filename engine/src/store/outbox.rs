@@ -42,11 +42,30 @@ impl Store {
     /// Takes up to `limit` of a channel's due sends, oldest first, and marks each started
     /// (`sending`, one more attempt) in the same commit, before any of them leaves.
     pub async fn claim_outbound(&self, channel: &str, limit: u32) -> Result<Vec<Outbound>, StoreError> {
+        self.claim_outbound_holding(channel, limit, None).await
+    }
+
+    /// The same, leaving queued the sends whose key starts with `hold` (the kill switch
+    /// holds what tasks queued, while replies and edits still go out).
+    pub async fn claim_outbound_holding(
+        &self,
+        channel: &str,
+        limit: u32,
+        hold: Option<&str>,
+    ) -> Result<Vec<Outbound>, StoreError> {
         let now = to_millis(self.clock().now());
+        // Enough rows to look past the held ones at the head of the queue.
+        let look = if hold.is_some() { 200 } else { i64::from(limit.max(1)) };
         let claimed = in_write_tx!(self, outbox_sql, |tx, sql| {
-            let due = sql::list(&mut tx, channel, &[OutboundState::Queued], Some(now), i64::from(limit.max(1))).await?;
-            let mut claimed = Vec::with_capacity(due.len());
+            let due = sql::list(&mut tx, channel, &[OutboundState::Queued], Some(now), look).await?;
+            let mut claimed = Vec::with_capacity(due.len().min(limit as usize));
             for row in due {
+                if claimed.len() >= limit.max(1) as usize {
+                    break;
+                }
+                if hold.is_some_and(|prefix| row.dedupe_key.starts_with(prefix)) {
+                    continue;
+                }
                 let mut outbound = row.into_outbound()?;
                 if sql::start(&mut tx, outbound.id, now).await? {
                     outbound.state = OutboundState::Sending;

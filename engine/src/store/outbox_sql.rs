@@ -10,7 +10,7 @@ pub(crate) const OUTBOX_COLUMNS: &str = "id, channel, dedupe_key, payload, state
 pub(crate) struct OutboundRow {
     id: i64,
     channel: String,
-    dedupe_key: String,
+    pub(crate) dedupe_key: String,
     payload: String,
     state: String,
     attempts: i64,
