@@ -570,6 +570,47 @@ pub fn parse_command(text: &str) -> Option<Command> {
     Some(Command { name, argument: argument.trim().to_owned() })
 }
 
+/// The owner's chat message to answer, from any platform.
+pub struct ChatTurn {
+    pub source: &'static str,
+    pub conversation: String,
+    pub owner: String,
+    pub text: String,
+    /// The outbox key of the answer (one per message: a redelivery answers nothing twice).
+    pub key: String,
+}
+
+impl ChatTurn {
+    /// Answers in its own task (a model may take seconds; the platform's updates keep
+    /// flowing), through the outbox; `payload` turns the answer into the platform's send.
+    pub fn answer_later(
+        self,
+        intelligence: Arc<Intelligence>,
+        store: loopgate_engine::Store,
+        wakes: crate::Wakes,
+        payload: impl FnOnce(String) -> Value + Send + 'static,
+    ) {
+        tokio::spawn(async move {
+            if store.outbound_by_key(self.source, &self.key).await.ok().flatten().is_some() {
+                return;
+            }
+            let answer = intelligence.converse(self.source, &self.conversation, &self.owner, &self.text).await;
+            if let Some(why) = &answer.fallback {
+                tracing::info!(channel = self.source, why, "chat answered without the model");
+            }
+            let outbound = loopgate_engine::outbox::NewOutbound {
+                channel: self.source.into(),
+                dedupe_key: self.key,
+                payload: payload(answer.text),
+            };
+            match store.enqueue(&outbound).await {
+                Ok(_) => wakes.outbox.notify_one(),
+                Err(error) => tracing::error!(%error, "a chat answer could not be queued"),
+            }
+        });
+    }
+}
+
 /// "never …", "don't …" read as constraints; "watch …", "tell me when …" as watch items;
 /// anything else the owner asks to remember is a preference.
 pub fn kind_of_note(text: &str) -> MemoryKind {

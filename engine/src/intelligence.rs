@@ -65,6 +65,8 @@ pub struct Settings {
     pub approval_ageing: Duration,
     /// When a new suggestion may become a task without the owner pressing Act.
     pub auto_create: loopgate_policies::AutoCreate,
+    /// Tokens the model may use per day (UTC); 0 is no limit.
+    pub daily_token_budget: u64,
 }
 
 impl Settings {
@@ -80,6 +82,7 @@ impl Settings {
             data_dir,
             policy: Policy::empty(),
             auto_create: loopgate_policies::AutoCreate::default(),
+            daily_token_budget: 0,
             answerers: Identities::default(),
             approvals_expire: Duration::hours(24),
             approval_ageing: Duration::hours(4),
@@ -131,6 +134,8 @@ pub struct Intelligence {
     next_pulse_at: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// Runs actions with an outside effect (see [`crate::tasks`]).
     pub(crate) executor: Arc<dyn Executor>,
+    /// The owner's model, when one is configured (see [`crate::model`]).
+    model: std::sync::OnceLock<Arc<dyn crate::model::Model>>,
 }
 
 impl Intelligence {
@@ -146,7 +151,17 @@ impl Intelligence {
             pulse_lock: Mutex::new(()),
             next_pulse_at: Default::default(),
             executor,
+            model: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the engine the owner's model (once, at start).
+    pub fn use_model(&self, model: Arc<dyn crate::model::Model>) {
+        let _ = self.model.set(model);
+    }
+
+    pub fn model(&self) -> Option<&Arc<dyn crate::model::Model>> {
+        self.model.get()
     }
 
     pub fn settings(&self) -> &Settings {

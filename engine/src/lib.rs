@@ -7,6 +7,7 @@ pub mod heartbeat;
 pub mod intelligence;
 pub mod learning;
 pub mod memory;
+pub mod model;
 pub mod outbox;
 pub mod reflect;
 pub mod signal;

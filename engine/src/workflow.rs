@@ -85,6 +85,8 @@ pub enum Step {
 pub struct RunOutput {
     pub gathered: usize,
     pub summary: Option<String>,
+    /// Who wrote the summary: `model`, or `template` and why the model did not.
+    pub composed_by: Option<String>,
     /// The task that delivers it (waiting for approval, or run).
     pub delivery_task: Option<i64>,
     /// Delivered into the next digest instead.
@@ -172,8 +174,9 @@ impl Intelligence {
                     output.gathered = gathered.len();
                 }
                 Step::Compose { title } => {
-                    let now = self.store().clock().now();
-                    output.summary = Some(compose(title, &gathered, now, self.settings().rules.timezone));
+                    let (summary, by) = self.compose_summary(workflow, title, &gathered).await;
+                    output.summary = Some(summary);
+                    output.composed_by = Some(by);
                 }
                 Step::Approve { reason } => checkpoint = Some(reason.clone()),
                 Step::Deliver { channel, to, subject } => {
@@ -205,6 +208,40 @@ impl Intelligence {
             }
         }
         Ok(output)
+    }
+
+    /// The summary: by the model when there is one and it answers within budget, else the
+    /// template; says which, and why.
+    async fn compose_summary(&self, workflow: &Workflow, title: &str, gathered: &[Signal]) -> (String, String) {
+        let template = || compose(title, gathered, self.store().clock().now(), self.settings().rules.timezone);
+        if self.model().is_none() {
+            return (template(), "template (no model configured)".into());
+        }
+        let mut data = String::new();
+        for s in gathered.iter().rev().take(200).collect::<Vec<_>>().into_iter().rev() {
+            let who = s.actor.as_ref().map_or("someone".to_owned(), |a| a.name.clone().unwrap_or_else(|| a.id.clone()));
+            data.push_str(&crate::model::untrusted(s.source.as_str(), &who, &s.text));
+            data.push('\n');
+        }
+        let request = crate::model::Request {
+            purpose: crate::model::Purpose::Compose,
+            system: format!(
+                "You write short, factual summaries for the owner. {} Write plain text: a first line \"{title}\", \
+                 then the points that matter, one per line starting with \"- \". No greeting, no sign-off.",
+                crate::model::UNTRUSTED_RULE
+            ),
+            turns: vec![crate::model::Turn {
+                role: crate::model::Role::User,
+                content: format!("Summarize for \"{}\" ({} messages):\n{data}", workflow.outcome, gathered.len()),
+            }],
+            max_tokens: 800,
+            json: false,
+        };
+        match self.ask(&request).await {
+            Ok(c) if !c.text.trim().is_empty() => (c.text.trim().to_owned(), "model".into()),
+            Ok(_) => (template(), "template (the model answered nothing)".into()),
+            Err(e) => (template(), format!("template ({e})")),
+        }
     }
 
     /// The delivery as a task: what policy says of it, and at least "ask" past an approval

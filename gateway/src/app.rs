@@ -51,6 +51,10 @@ impl Application {
         let address = listener.local_addr()?;
         let executor = crate::executor::Actions::new(&settings.webhooks, &settings.commands);
         let intelligence = Intelligence::with_executor(store.clone(), settings.intelligence.clone(), executor.clone());
+        if let Some(model) = &settings.model {
+            intelligence
+                .use_model(Arc::new(crate::model::Provider::new(model.clone()).context("setting up the model")?));
+        }
         // Before serving: a task a crash left running may have had its effect, so it is
         // failed here rather than run again by the next pulse.
         intelligence.recover_tasks().await.context("recovering tasks interrupted by a restart")?;

@@ -355,6 +355,9 @@ async fn intelligence(settings: &Settings) -> anyhow::Result<Arc<Intelligence>> 
     // An approval decided at the shell runs its task here, with the same endpoints.
     let executor = crate::executor::Actions::new(&settings.webhooks, &settings.commands);
     let intelligence = Intelligence::with_executor(store.clone(), settings.intelligence.clone(), executor.clone());
+    if let Some(model) = &settings.model {
+        intelligence.use_model(Arc::new(crate::model::Provider::new(model.clone())?));
+    }
     // A message approved here is queued in its channel's outbox; the server sends it.
     crate::app::build_channels(settings, &store, &intelligence, &executor)?;
     executor.route_workflows(&intelligence, settings.workflows.clone());

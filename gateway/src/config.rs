@@ -45,7 +45,44 @@ pub struct Config {
     pub telegram: Option<TelegramSection>,
     pub discord: Option<DiscordSection>,
     pub email: Option<EmailSection>,
+    pub model: ModelSection,
     pub log: LogConfig,
+}
+
+/// `[model]`: the owner's own model, optional.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    pub provider: ModelProvider,
+    /// Any OpenAI-compatible server (a hosted API, Ollama, llama.cpp, vLLM), or Anthropic's.
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub model: String,
+    /// Tokens per day (UTC) across chat, reflection and compose; 0 is no limit.
+    pub daily_token_budget: u64,
+    pub timeout: ConfigDuration,
+}
+
+impl Default for ModelSection {
+    fn default() -> ModelSection {
+        ModelSection {
+            provider: ModelProvider::None,
+            base_url: None,
+            api_key_env: None,
+            model: String::new(),
+            daily_token_budget: 200_000,
+            timeout: ConfigDuration::secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelProvider {
+    Openai,
+    Anthropic,
+    #[default]
+    None,
 }
 
 /// `[email]`: IMAP in, SMTP out, the digest and who may answer it.
@@ -929,6 +966,7 @@ impl Config {
             }
         }
         let workflows = self.workflows(&mut problem);
+        let model = self.model_settings(env, &mut problem);
         let commands = self
             .command
             .iter()
@@ -992,6 +1030,7 @@ impl Config {
                 discord,
                 email,
                 workflows,
+                model,
                 webhooks,
                 commands,
                 listen,
@@ -1146,6 +1185,63 @@ impl Config {
             stale_after: e.stale_after.map_or(wait + Duration::from_secs(60), |d| d.0),
             timezone,
         }))
+    }
+
+    /// `[model]` checked, with its key read.
+    fn model_settings(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        problem: &mut impl FnMut(&str, String, &str),
+    ) -> Option<crate::model::ModelConfig> {
+        use crate::model::{Kind, ModelConfig};
+        let m = &self.model;
+        let kind = match m.provider {
+            ModelProvider::None => return None,
+            ModelProvider::Openai => Kind::OpenAi,
+            ModelProvider::Anthropic => Kind::Anthropic,
+        };
+        let base_url = m.base_url.clone().unwrap_or_else(|| match kind {
+            Kind::OpenAi => "https://api.openai.com/v1".into(),
+            Kind::Anthropic => "https://api.anthropic.com".into(),
+        });
+        let mut ok = true;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            ok = false;
+            problem(
+                "model.base_url",
+                format!("{base_url:?} is not an http(s) URL"),
+                "e.g. \"http://127.0.0.1:11434/v1\" for Ollama",
+            );
+        }
+        if m.model.trim().is_empty() {
+            ok = false;
+            problem(
+                "model.model",
+                "no model named".into(),
+                "set model = \"gpt-4o-mini\", \"claude-3-5-haiku-latest\", \"llama3.1\", …",
+            );
+        }
+        let api_key = match &m.api_key_env {
+            None if kind == Kind::Anthropic => {
+                ok = false;
+                problem("model.api_key_env", "Anthropic needs a key".into(), "set api_key_env = \"ANTHROPIC_API_KEY\"");
+                None
+            }
+            None => None,
+            Some(var) => match env(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                Some(key) => Some(key),
+                None => {
+                    ok = false;
+                    problem("model.api_key_env", format!("{var} is not set"), &format!("export {var}=<your API key>"));
+                    None
+                }
+            },
+        };
+        if m.timeout.0 < Duration::from_secs(1) {
+            ok = false;
+            problem("model.timeout", "shorter than a second".into(), "use the default, 30s");
+        }
+        ok.then(|| ModelConfig { kind, base_url, api_key, model: m.model.trim().to_owned(), timeout: m.timeout.0 })
     }
 
     /// `[[workflow]]` checked and turned into the engine's workflows.
@@ -1435,6 +1531,7 @@ impl Config {
         settings.answerers = self.identities();
         settings.approvals_expire = self.approvals.expires.to_chrono();
         settings.approval_ageing = self.approvals.remind_after.to_chrono();
+        settings.daily_token_budget = self.model.daily_token_budget;
         settings.auto_create = loopgate_policies::AutoCreate {
             enabled: self.suggestions.auto_create,
             after_acted: self.suggestions.auto_create_after,
@@ -1519,6 +1616,8 @@ pub struct Settings {
     pub webhooks: Vec<Webhook>,
     pub commands: Vec<NamedCommand>,
     pub workflows: Vec<loopgate_engine::workflow::Workflow>,
+    /// `[model]`, unless the provider is `none`.
+    pub model: Option<crate::model::ModelConfig>,
     pub listen: SocketAddr,
     pub api_token: Option<String>,
     pub max_body_bytes: usize,

@@ -106,6 +106,7 @@ fn check(config_path: Option<&Path>) -> Report {
             check_listen(&settings, &mut report).await;
             check_telegram(&settings, &mut report).await;
             check_discord(&settings, &mut report).await;
+            check_model(&settings, &mut report).await;
         }),
         Err(e) => report.add(Level::Fail, "runtime", format!("cannot start the async runtime: {e}"), None),
     }
@@ -180,6 +181,39 @@ async fn check_discord(settings: &Settings, report: &mut Report) {
             "discord.api_base",
             format!("{} did not answer within 10 s", config.api_base),
             fix(),
+        ),
+    }
+}
+
+/// Asks the configured model for a two-token answer: proves the address, the key and
+/// the model's name in one call.
+async fn check_model(settings: &Settings, report: &mut Report) {
+    use loopgate_engine::model::{Model, ModelError, Purpose, Request, Role, Turn};
+    let Some(config) = &settings.model else { return };
+    let provider = match crate::model::Provider::new(config.clone()) {
+        Ok(provider) => provider,
+        Err(e) => return report.add(Level::Fail, "model", format!("cannot build an HTTP client: {e}"), None),
+    };
+    let request = Request {
+        purpose: Purpose::Chat,
+        system: "Answer with the single word OK.".into(),
+        turns: vec![Turn { role: Role::User, content: "Are you there?".into() }],
+        max_tokens: 5,
+        json: false,
+    };
+    match provider.complete(&request).await {
+        Ok(_) => report.add(Level::Ok, "model", format!("{} answers at {}", provider.name(), config.base_url), None),
+        Err(ModelError::Refused(why)) => report.add(
+            Level::Fail,
+            "model",
+            format!("{} refused: {why}", config.base_url),
+            Some("check model.api_key_env (the key) and model.model (the name the server knows)".into()),
+        ),
+        Err(e) => report.add(
+            Level::Fail,
+            "model.base_url",
+            e.to_string(),
+            Some("check the network and model.base_url (for Ollama: http://127.0.0.1:11434/v1)".into()),
         ),
     }
 }

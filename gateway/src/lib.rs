@@ -9,5 +9,6 @@ pub mod config;
 pub mod doctor;
 pub mod executor;
 pub mod http;
+pub mod model;
 pub mod telemetry;
 pub mod workflows;

@@ -105,6 +105,7 @@ pub async fn spawn_app_in(
         ("TEST_DISCORD_TOKEN", crate::fake_discord::BOT_TOKEN),
         ("TEST_REPLY_SECRET", REPLY_SECRET),
         ("TEST_MAIL_PASSWORD", crate::mail::PASSWORD),
+        ("TEST_MODEL_KEY", crate::model::MODEL_KEY),
     ]);
     let settings = config.resolve(&|name| env.get(name).map(|v| v.to_string())).expect("valid test config");
     let with_token = settings.api_token.is_some();

@@ -3,7 +3,7 @@
 //! Discord's three seconds.
 //!
 //! ```text
-//! gateway (serenity) ─┬▶ MESSAGE_CREATE ─▶ normalize ─▶ signal (+ command reply, ✅)
+//! gateway (serenity) ─┬▶ MESSAGE_CREATE ─▶ normalize ─▶ signal (+ command reply, chat answer)
 //!                     └▶ INTERACTION_CREATE ─┐
 //! POST /webhooks/discord (Ed25519) ──────────┴▶ normalize ─▶ engine ─▶ interaction response
 //! delivery events ─▶ render ─▶ outbox ─▶ send (REST: post, edit, react)
@@ -337,6 +337,7 @@ impl Discord {
     async fn on_chat(&self, m: ChatMessage) -> Result<(), StoreError> {
         let is_owner = m.signal.actor.as_ref().is_some_and(|a| a.is_owner);
         // Keyed by the message: a redelivery after a resume queues nothing new.
+        let key = format!("{CHANNEL}:reply:{}", m.message_id);
         if let Some(command) = &m.command {
             let commands = self.commands();
             let text = if commands.allowed(Some(&m.claimant), &command.name) {
@@ -344,11 +345,22 @@ impl Discord {
             } else {
                 chat::COMMAND_REFUSAL.into()
             };
-            self.enqueue(format!("{CHANNEL}:reply:{}", m.message_id), render::reply(m.channel_id, m.message_id, text))
-                .await?;
+            self.enqueue(key, render::reply(m.channel_id, m.message_id, text)).await?;
         } else if is_owner && m.place == Place::Direct {
-            self.enqueue(format!("{CHANNEL}:ack:{}", m.message_id), render::acknowledge(m.channel_id, m.message_id))
-                .await?;
+            // The owner talking to the assistant: answered once the message is recorded.
+            let turn = chat::ChatTurn {
+                source: CHANNEL,
+                conversation: m.channel_id.to_string(),
+                owner: m.claimant.name.clone().unwrap_or_else(|| "the owner".into()),
+                text: m.signal.text.clone(),
+                key,
+            };
+            let (channel_id, message_id) = (m.channel_id, m.message_id);
+            self.store.ingest(m.signal).await?;
+            turn.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
+                render::reply(channel_id, message_id, escape(&text))
+            });
+            return Ok(());
         }
         self.store.ingest(m.signal).await?;
         Ok(())
@@ -478,20 +490,6 @@ impl Discord {
                     }
                 }
                 Ok(Sent { platform_ref: if targets.is_empty() { "none".into() } else { targets.join(",") } })
-            }
-            ("react", _) => {
-                let (Some(channel), Some(message)) =
-                    (payload.get("channel").and_then(Value::as_str), payload.get("message").and_then(Value::as_str))
-                else {
-                    return Err(SendError::Permanent("a malformed outbox payload".into()));
-                };
-                // ✅, percent-encoded for the path.
-                let path = format!("/channels/{channel}/messages/{message}/reactions/%E2%9C%85/@me");
-                match self.api.call(Method::PUT, &path, None).await {
-                    Ok(_) => Ok(Sent { platform_ref: format!("{channel}:{message}") }),
-                    Err(e) if e.is_gone() => Ok(Sent { platform_ref: "none".into() }),
-                    Err(e) => Err(send_error(e)),
-                }
             }
             _ => Err(SendError::Permanent("a malformed outbox payload".into())),
         }
@@ -699,7 +697,7 @@ impl Channel for Discord {
 
     fn verify<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Verification> {
         // A post's enforced nonce only holds for minutes, and a crash may be older: a post
-        // in doubt is not repeated. Edits and reactions set the same state however often.
+        // in doubt is not repeated. Edits set the same state however often.
         let op = outbound.payload.get("op").and_then(Value::as_str).unwrap_or_default().to_owned();
         Box::pin(async move { if op == "post" { Verification::Unknown } else { Verification::SafeToResend } })
     }

@@ -120,12 +120,6 @@ pub fn reply(channel_id: u64, message_id: u64, content: String) -> Value {
     json!({"op": "post", "channel": channel_id.to_string(), "body": message})
 }
 
-/// The acknowledgement of an owner's message: a ✅ reaction, which says "noted" without
-/// adding a message to the conversation.
-pub fn acknowledge(channel_id: u64, message_id: u64) -> Value {
-    json!({"op": "react", "channel": channel_id.to_string(), "message": message_id.to_string(), "emoji": "✅"})
-}
-
 /// Interaction response 7: the message the button sits on, updated in place.
 pub fn update_message(body: Value) -> Value {
     json!({"type": 7, "data": body})

@@ -227,6 +227,22 @@ impl Telegram {
             self.on_edit_reply(&message, id).await?;
         } else if let Some(command) = &message.command {
             self.on_command(&message, command).await?;
+        } else if !message.edited && message.chat_id > 0 && message.signal.actor.as_ref().is_some_and(|a| a.is_owner) {
+            // The owner talking to the assistant in its private chat: answered after the
+            // message is recorded (so it is part of the conversation the answer sees).
+            let chat = crate::chat::ChatTurn {
+                source: CHANNEL,
+                conversation: message.chat_id.to_string(),
+                owner: message.signal.actor.as_ref().and_then(|a| a.name.clone()).unwrap_or_else(|| "the owner".into()),
+                text: message.signal.text.clone(),
+                key: format!("{CHANNEL}:reply:{}:{}", message.chat_id, message.message_id),
+            };
+            let (chat_id, message_id) = (message.chat_id, message.message_id);
+            self.ingest(message.signal).await?;
+            chat.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
+                render::reply(chat_id, Some(message_id), escape(&text))
+            });
+            return Ok(());
         }
         self.ingest(message.signal).await
     }

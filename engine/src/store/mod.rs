@@ -13,6 +13,7 @@ mod actions;
 mod intel_sql;
 mod memories;
 mod memory_sql;
+mod model;
 mod outbox;
 mod outbox_sql;
 mod plan;
@@ -21,6 +22,7 @@ mod writer;
 
 pub use intel::{HeartbeatRecord, NewSuggestion, RunDetail, RunRecord, Upkeep};
 pub use memories::{MemoryHit, MemoryQuery};
+pub use model::{DayUsage, ModelCall};
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -463,7 +465,8 @@ fn sqlite_migrator() -> Migrator {
             (5, "outbox", "0005_outbox.sql"),
             (6, "tasks and approvals", "0006_tasks_and_approvals.sql"),
             (7, "channel state", "0007_channel_state.sql"),
-            (8, "signal senders", "0008_signal_senders.sql")
+            (8, "signal senders", "0008_signal_senders.sql"),
+            (9, "model usage", "0009_model_usage.sql")
         ]
     )
 }
@@ -479,7 +482,8 @@ fn postgres_migrator() -> Migrator {
             (5, "outbox", "0005_outbox.sql"),
             (6, "tasks and approvals", "0006_tasks_and_approvals.sql"),
             (7, "channel state", "0007_channel_state.sql"),
-            (8, "signal senders", "0008_signal_senders.sql")
+            (8, "signal senders", "0008_signal_senders.sql"),
+            (9, "model usage", "0009_model_usage.sql")
         ]
     )
 }
