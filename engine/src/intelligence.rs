@@ -421,7 +421,11 @@ impl Intelligence {
             .context("reading pending approvals")?;
         let mut evidence = Evidence { signals, memories, history, approvals, ..Evidence::default() };
 
-        let ideas = run::ideas(&evidence, &ctx);
+        let mut ideas = run::ideas(&evidence, &ctx);
+        // The owner's model, when there is one, proposes beside the deterministic
+        // reflector; its ideas go through the same critique and policy.
+        let (model_ideas, model_record) = self.model_ideas(&evidence).await;
+        ideas.extend(model_ideas);
         let keys: Vec<String> = ideas.iter().map(|i| i.key.clone()).collect();
         evidence.live_keys = self.store.existing_idea_keys(&keys).await.context("reading known suggestions")?;
         evidence.forgotten_keys = self.remember_habits(&ideas, &evidence, &ctx).await.context("remembering habits")?;
@@ -453,6 +457,7 @@ impl Intelligence {
                 "critique": thought.critique,
                 "decision": thought.decision,
                 "dispatch": dispatch,
+                "model_reflector": model_record,
             }),
             created,
             next_followup,
@@ -530,6 +535,7 @@ impl Intelligence {
             policy: critique.policy,
             class: class_of(idea.kind).into(),
             source: source_of(idea, evidence).into(),
+            reflector: idea.reflector.as_str().into(),
             state: if scheduled { SuggestionState::Scheduled } else { SuggestionState::Active },
             due_at: idea.due.map(crate::clock::to_millis),
             // A reminder about an approval is moot once the approval expires.

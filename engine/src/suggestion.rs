@@ -128,6 +128,8 @@ pub struct Suggestion {
     pub policy: Effect,
     pub class: String,
     pub source: String,
+    /// Which reflector raised it: `deterministic`, or `model`.
+    pub reflector: String,
     pub state: SuggestionState,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -156,6 +156,7 @@ impl Intelligence {
             action: serde_json::json!({"kind": "note", "text": format!("Done: {text}")}),
             class: "reminder".into(),
             source: task.requested_via.clone(),
+            reflector: "deterministic".into(),
             state: if due > now { SuggestionState::Scheduled } else { SuggestionState::Active },
             due_at: Some(crate::clock::to_millis(due)),
             expires_at: crate::clock::to_millis(due.max(now) + self.settings.expires_after),

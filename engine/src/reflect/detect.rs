@@ -39,9 +39,29 @@ pub enum IdeaKind {
     AgeingApproval,
 }
 
+/// Which reflector thought of an idea.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reflector {
+    #[default]
+    Deterministic,
+    /// The owner's model; its ideas are only proposals, judged like every other.
+    Model,
+}
+
+impl Reflector {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reflector::Deterministic => "deterministic",
+            Reflector::Model => "model",
+        }
+    }
+}
+
 /// A candidate next action, before critique.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Idea {
+    pub reflector: Reflector,
     pub kind: IdeaKind,
     pub title: String,
     pub why_now: String,
@@ -195,6 +215,7 @@ pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
             None => format!("you asked to be reminded on {}, without a time", local(signal.occurred_at, ctx.timezone)),
         };
         ideas.push(Idea {
+            reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: IdeaKind::Reminder,
             title: format!("Reminder: {task}"),
             why_now,
@@ -247,6 +268,7 @@ pub fn promises(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         let overdue = found.at <= ctx.now;
         let title = format!("You promised {to}: {what}");
         ideas.push(Idea {
+            reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: IdeaKind::Promise,
             action: serde_json::json!({"kind": "reminder", "text": title, "at": found.at}),
             title,
@@ -335,6 +357,7 @@ fn open_questions(signals: &[Signal], ctx: &Context) -> (Vec<Idea>, Option<DateT
         }
         let who = actor.name.clone().unwrap_or_else(|| actor.id.clone());
         ideas.push(Idea {
+            reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: IdeaKind::UnansweredQuestion,
             title: format!("Reply to {who}: “{}”", excerpt(&signal.text)),
             why_now: format!("{who} asked {} ago and you have not replied there since", humanize(waiting)),
@@ -401,6 +424,7 @@ pub fn unreplied_mail(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         }
         let who = actor.name.clone().unwrap_or_else(|| actor.id.clone());
         ideas.push(Idea {
+            reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: IdeaKind::UnrepliedMail,
             title: format!("Reply to {who}: “{}”", excerpt(&s.text)),
             why_now: format!("{who} wrote {} ago; you usually answer them and have not yet", humanize(waiting)),
@@ -428,6 +452,7 @@ pub fn watched(signals: &[Signal], memories: &[crate::memory::Memory], _ctx: &Co
             let who = s.actor.as_ref().map_or("someone".to_owned(), |a| a.name.clone().unwrap_or_else(|| a.id.clone()));
             let title = format!("Watched: {} — {who}: “{}”", memory.content, excerpt(&s.text));
             ideas.push(Idea {
+                reflector: crate::reflect::detect::Reflector::Deterministic,
                 kind: IdeaKind::WatchItem,
                 action: note(title.clone()),
                 title,
@@ -458,6 +483,7 @@ pub fn ageing_approvals(approvals: &[crate::actions::Approval], ctx: &Context) -
         let lifetime = (approval.expires_at - approval.created_at).num_seconds().max(1) as f64;
         let used = waited.num_seconds() as f64 / lifetime;
         ideas.push(Idea {
+            reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: IdeaKind::AgeingApproval,
             title: format!("Waiting for your approval: {what}"),
             why_now: format!(

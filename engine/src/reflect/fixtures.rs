@@ -52,3 +52,16 @@ pub fn signal(s: S) -> Signal {
         seq: s.id,
     }
 }
+
+/// Evidence holding one plain signal per id.
+pub fn evidence_with_signal_ids(ids: &[SignalId]) -> super::run::Evidence {
+    super::run::Evidence {
+        signals: ids
+            .iter()
+            .map(|id| {
+                signal(S { id: *id, who: Some(("dana", false)), chat: Some(("77", None)), minutes_ago: 60, text: "hi" })
+            })
+            .collect(),
+        ..super::run::Evidence::default()
+    }
+}

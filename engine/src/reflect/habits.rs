@@ -176,6 +176,7 @@ fn turn_due(habit: &Habit, history: &[Signal], ctx: &Context) -> Option<Idea> {
     // Past already when the turn is late: then it is shown at once.
     let due = at - Duration::minutes(SHOW_BEFORE_MINUTES);
     Some(Idea {
+        reflector: crate::reflect::detect::Reflector::Deterministic,
         kind: IdeaKind::RecurringTask,
         title: format!("Weekly: {task}"),
         why_now: format!(

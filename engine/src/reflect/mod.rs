@@ -4,6 +4,7 @@
 
 pub mod detect;
 pub mod habits;
+pub mod model;
 pub mod run;
 pub mod when;
 

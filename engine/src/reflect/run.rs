@@ -405,6 +405,7 @@ mod tests {
     #[test]
     fn thin_ideas_are_dropped_and_at_most_five_are_recommended() {
         let idea = |key: &str, confidence: f64| Idea {
+            reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: detect::IdeaKind::Reminder,
             title: format!("Reminder: {key}"),
             why_now: String::new(),

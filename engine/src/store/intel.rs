@@ -35,6 +35,8 @@ pub struct NewSuggestion {
     pub action: serde_json::Value,
     pub class: String,
     pub source: String,
+    /// `deterministic`, or `model` when the owner's model proposed it.
+    pub reflector: String,
     /// `Active`, or `Scheduled` until `due_at`.
     pub state: SuggestionState,
     pub due_at: Option<i64>,

@@ -10,7 +10,7 @@ use crate::suggestion::{Decision, Suggestion, SuggestionState, Surface};
 
 pub(crate) const SUGGESTION_COLUMNS: &str = "id, idea_key, topic, run_id, title, why_now, evidence, confidence, \
      score, action, class, source, state, due_at, created_at, updated_at, expires_at, snoozed_until, surfaced_at, \
-     revision, decided_at, decided_by, decided_via, edited_action, risk, policy";
+     revision, decided_at, decided_by, decided_via, edited_action, risk, policy, reflector";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SuggestionRow {
@@ -27,6 +27,7 @@ pub(crate) struct SuggestionRow {
     action: String,
     class: String,
     source: String,
+    reflector: String,
     state: String,
     due_at: Option<i64>,
     created_at: i64,
@@ -69,6 +70,7 @@ impl SuggestionRow {
             score: self.score,
             class: self.class,
             source: self.source,
+            reflector: self.reflector,
             created_at: from_millis(self.created_at),
             updated_at: from_millis(self.updated_at),
             expires_at: from_millis(self.expires_at),
@@ -268,7 +270,7 @@ macro_rules! intel_sql {
             ) -> Result<Option<i64>, sqlx::Error> {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO suggestions (idea_key, topic, run_id, title, why_now, evidence, confidence, score, \
-                     action, class, source, state, due_at, created_at, updated_at, expires_at, risk, policy) VALUES (",
+                     action, class, source, state, due_at, created_at, updated_at, expires_at, risk, policy, reflector) VALUES (",
                 );
                 let mut v = q.separated(", ");
                 v.push_bind(s.key.clone())
@@ -288,7 +290,8 @@ macro_rules! intel_sql {
                     .push_bind(now)
                     .push_bind(s.expires_at)
                     .push_bind(s.risk.as_str())
-                    .push_bind(s.policy.as_str());
+                    .push_bind(s.policy.as_str())
+                    .push_bind(s.reflector.clone());
                 q.push(") ON CONFLICT (idea_key) DO NOTHING RETURNING id");
                 q.build_query_scalar().fetch_optional(&mut *conn).await
             }

@@ -466,7 +466,8 @@ fn sqlite_migrator() -> Migrator {
             (6, "tasks and approvals", "0006_tasks_and_approvals.sql"),
             (7, "channel state", "0007_channel_state.sql"),
             (8, "signal senders", "0008_signal_senders.sql"),
-            (9, "model usage", "0009_model_usage.sql")
+            (9, "model usage", "0009_model_usage.sql"),
+            (10, "suggestion reflector", "0010_suggestion_reflector.sql")
         ]
     )
 }
@@ -483,7 +484,8 @@ fn postgres_migrator() -> Migrator {
             (6, "tasks and approvals", "0006_tasks_and_approvals.sql"),
             (7, "channel state", "0007_channel_state.sql"),
             (8, "signal senders", "0008_signal_senders.sql"),
-            (9, "model usage", "0009_model_usage.sql")
+            (9, "model usage", "0009_model_usage.sql"),
+            (10, "suggestion reflector", "0010_suggestion_reflector.sql")
         ]
     )
 }
