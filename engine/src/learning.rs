@@ -125,13 +125,15 @@ pub fn nudged(current: f64, delta: f64) -> f64 {
 /// timing, which the weights hold.
 pub fn memory_from(response: Option<&Response>, suggestion: &Suggestion) -> Option<MemoryCandidate> {
     let evidence = suggestion.evidence.iter().map(|e| e.signal_id).collect();
+    // What the model wrote (a suggestion's title) keeps that provenance in memory.
+    let by_model = suggestion.reflector == "model";
     let candidate = |kind, subject: String, content: String, confidence| MemoryCandidate {
         kind,
         subject,
         content,
         confidence,
-        origin: Origin::Response,
-        trust: Trust::Trusted,
+        origin: if by_model { Origin::Model } else { Origin::Response },
+        trust: if by_model { Trust::Untrusted } else { Trust::Trusted },
         evidence,
     };
     match response {

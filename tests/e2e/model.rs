@@ -351,3 +351,39 @@ async fn the_model_reflector_proposes_beside_the_deterministic_one_and_garbage_n
     let after = crate::intelligence::suggestions(&app, "active").await;
     assert!(after.iter().any(|s| s["title"].as_str().unwrap().contains("Eli")), "{after:#?}");
 }
+
+#[tokio::test]
+async fn what_is_learned_from_a_model_raised_suggestion_keeps_its_provenance() {
+    let telegram = FakeTelegram::start().await;
+    let model = FakeModel::start().await;
+    let app = telegram_app(&telegram, &model, |_| {}).await;
+    let asked = chrono::Utc::now() - chrono::Duration::hours(1);
+    let signal = crate::intelligence::ingest(
+        &app,
+        json!({"source": "telegram", "kind": "message", "external_id": "n1", "actor": {"id": "1001", "name": "Ana"},
+            "conversation": {"id": "1001"}, "text": "the boiler service is due next month", "occurred_at": asked}),
+    )
+    .await;
+    model.answer(
+        &json!({"ideas": [{"kind": "watch_item", "title": "Book the boiler service", "why_now": "due next month",
+            "evidence": [signal], "action": {"kind": "note", "text": "boiler service booked"}, "confidence": 0.8, "keep": true}]})
+        .to_string(),
+    );
+    crate::intelligence::pulse(&app).await;
+    let suggestion = crate::intelligence::suggestions(&app, "active")
+        .await
+        .into_iter()
+        .find(|s| s["reflector"] == "model")
+        .expect("the model's suggestion");
+    let (status, responded) = app
+        .post(
+            &format!("/api/suggestions/{}/respond", suggestion["id"]),
+            json!({"response": "edit", "edited_action": {"kind": "note", "text": "boiler booked for the 12th"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{responded}");
+    let memory_id = responded["memory_id"].as_i64().expect("a correction is remembered");
+    let memory = app.get(&format!("/api/memory/{memory_id}")).await;
+    assert_eq!(memory["origin"], "model", "{memory}");
+    assert_eq!(memory["trust"], "untrusted", "{memory}");
+}
