@@ -6,6 +6,7 @@
 //! (`outbox`), and how an adapter reports that it is still receiving (`liveness`), which
 //! `/readyz` turns into the service's readiness.
 
+pub mod backoff;
 mod channel;
 pub mod chat;
 #[cfg(feature = "discord")]

@@ -67,7 +67,7 @@ async fn app_in(dir: tempfile::TempDir, b: &Boxes, customize: impl FnOnce(&mut C
 }
 
 /// The IMAP side is connected and has looked at the mailbox.
-async fn wait_ready(app: &TestApp) {
+pub async fn wait_ready(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = anonymous_client().get(app.url("/readyz")).send().await.unwrap().status();

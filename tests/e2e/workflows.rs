@@ -228,14 +228,7 @@ async fn the_inbox_triage_summarizes_first_mail_from_unknown_senders_into_the_di
     let _one = ONE_AT_A_TIME.lock().await;
     let w = world(|c, _| c.workflow = vec![example("inbox-triage")]).await;
     let to = format!("loopgate+{}@test.local", w.inbox);
-    let wait_ready = || async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while crate::helpers::anonymous_client().get(w.app.url("/readyz")).send().await.unwrap().status() != 200 {
-            assert!(Instant::now() < deadline, "never ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    wait_ready().await;
+    crate::email::wait_ready(&w.app).await;
     let mail_from = |who: &str, n: u32, subject: &str| {
         plain(
             &format!("{who} <{}@example.org>", who.to_lowercase()),

@@ -46,6 +46,14 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// How long Discord asked to wait, when it did (a 429 or an empty bucket).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallError::RateLimited(wait) => Some(*wait),
+            _ => None,
+        }
+    }
+
     /// Discord's "Unknown Message" / "Unknown Channel": the thing to edit is gone.
     pub fn is_gone(&self) -> bool {
         matches!(self, CallError::Refused { status: 404, .. } | CallError::Refused { code: 10003 | 10008, .. })

@@ -44,6 +44,7 @@ pub use api::{CallError, RestApi};
 pub use normalize::{ChatMessage, Inbound, Interacted, Place, What, normalize_interaction, normalize_message};
 pub use render::escape;
 
+use crate::backoff::Backoff;
 use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes, posted_copies};
 use crate::chat::{self, Button, Commands, Markup, Pressed, sleep_or_stop};
 use crate::liveness::{Liveness, wall_clock_ms};
@@ -224,7 +225,7 @@ impl Discord {
                 }
                 // Results are only for the one who asked: memory and suggestions are private,
                 // and a command may be used in a shared channel.
-                Ok(render::ephemeral_markup(commands.run(&command.name, &command.argument).await?))
+                Ok(render::ephemeral(&commands.run(&command.name, &command.argument).await?))
             }
         }
     }
@@ -523,7 +524,7 @@ impl Discord {
 
     /// Runs the gateway until shutdown, reconnecting with backoff when the session ends.
     async fn run_gateway(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         loop {
             // Asked here first: when this call fails, serenity falls back to Discord's
             // public gateway, which a configured base (a proxy, a test) must never reach.
@@ -544,12 +545,8 @@ impl Discord {
                     None
                 }
             };
-            failures = failures.saturating_add(1);
-            let backoff = match wait {
-                Some(CallError::RateLimited(after)) => after,
-                _ => Duration::from_secs(1 << (failures - 1).min(6)).min(Duration::from_secs(60)),
-            };
-            if sleep_or_stop(backoff, &mut shutdown).await {
+            let wait = backoff.next(wait.and_then(|e| e.retry_after()));
+            if sleep_or_stop(wait, &mut shutdown).await {
                 return Ok(());
             }
         }

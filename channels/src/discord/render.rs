@@ -130,14 +130,10 @@ pub fn deferred_update() -> Value {
     json!({"type": 6})
 }
 
-/// Interaction response 4 that only the presser sees (a refusal, a command's result).
+/// Interaction response 4 that only the presser sees (a refusal, a command's result),
+/// sent as given: command results are markup already.
 pub fn ephemeral(text: &str) -> Value {
     json!({"type": 4, "data": {"content": cut(text.to_owned()), "flags": EPHEMERAL, "allowed_mentions": {"parse": []}}})
-}
-
-/// The same, with content in markup already.
-pub fn ephemeral_markup(content: String) -> Value {
-    json!({"type": 4, "data": {"content": cut(content), "flags": EPHEMERAL, "allowed_mentions": {"parse": []}}})
 }
 
 pub fn pong() -> Value {

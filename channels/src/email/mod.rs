@@ -40,6 +40,7 @@ pub use digest::{Digest, Items, Note, Record, build as build_digest};
 pub use parse::{Inbound, Mail, Me, Reply, digest_token, normalize};
 pub use reply::{Command, GRAMMAR, Item, Line, parse_reply};
 
+use crate::backoff::Backoff;
 use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
 use crate::chat::{self, Pressed, sleep_or_stop};
 use crate::liveness::{Liveness, wall_clock_ms};
@@ -398,17 +399,15 @@ impl Email {
 
     /// Reads new mail until shutdown, reconnecting with backoff (1 s doubling to a minute).
     async fn run_imap(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         loop {
-            match self.imap_session(&mut shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    metrics::counter!("loopgate_email_imap_errors_total").increment(1);
-                    tracing::warn!(error = format!("{error:#}"), failures, "email: IMAP connection lost; reconnecting");
-                }
+            if let Err(error) = self.imap_session(&mut shutdown).await {
+                metrics::counter!("loopgate_email_imap_errors_total").increment(1);
+                tracing::warn!(error = format!("{error:#}"), "email: IMAP connection lost; reconnecting");
+            } else {
+                return Ok(());
             }
-            let wait = Duration::from_secs(1 << (failures - 1).min(6)).min(Duration::from_secs(60));
+            let wait = backoff.next(None);
             if sleep_or_stop(wait, &mut shutdown).await {
                 return Ok(());
             }

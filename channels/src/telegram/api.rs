@@ -41,6 +41,14 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// How long Telegram asked to wait, when it did (a 429).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallError::RateLimited(wait) => Some(*wait),
+            _ => None,
+        }
+    }
+
     /// A 400 that means the edit changed nothing: the message already shows it.
     pub fn is_not_modified(&self) -> bool {
         matches!(self, CallError::Refused { code: 400, description } if description.contains("message is not modified"))

@@ -31,6 +31,7 @@ pub use api::{BotApi, CallError};
 pub use normalize::{Callback, ChatMessage, Command, Inbound, normalize, parse_command};
 pub use render::escape;
 
+use crate::backoff::Backoff;
 use crate::channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes, posted_copies};
 use crate::chat::{self, Button, Commands, Markup, Pressed, sleep_or_stop};
 use crate::liveness::Liveness;
@@ -346,7 +347,7 @@ impl Telegram {
         // getUpdates is refused (409) while a webhook is set.
         while let Err(error) = self.api.call_json("deleteWebhook", &json!({})).await {
             tracing::warn!(%error, "telegram: cannot clear a webhook before polling; retrying");
-            if sleep_or_stop(backoff.next(&error), &mut shutdown).await {
+            if sleep_or_stop(backoff.next(error.retry_after()), &mut shutdown).await {
                 return Ok(());
             }
         }
@@ -365,7 +366,7 @@ impl Telegram {
                 Err(error) => {
                     metrics::counter!("loopgate_telegram_poll_errors_total").increment(1);
                     tracing::warn!(%error, "telegram: getUpdates failed; reconnecting");
-                    if sleep_or_stop(backoff.next(&error), &mut shutdown).await {
+                    if sleep_or_stop(backoff.next(error.retry_after()), &mut shutdown).await {
                         return Ok(());
                     }
                     continue;
@@ -414,7 +415,7 @@ impl Telegram {
                         }
                         Err(error) => {
                             tracing::warn!(%error, "telegram: setWebhook failed; retrying");
-                            backoff.next(&error)
+                            backoff.next(error.retry_after())
                         }
                     }
                 }
@@ -431,7 +432,7 @@ impl Telegram {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "telegram: getWebhookInfo failed");
-                    backoff.next(&error)
+                    backoff.next(error.retry_after())
                 }
             };
             if sleep_or_stop(wait, &mut shutdown).await {
@@ -451,26 +452,6 @@ fn send_error(error: CallError) -> SendError {
         CallError::RateLimited(retry_after) => SendError::RateLimited { retry_after },
         e @ (CallError::Server(_) | CallError::Network(_)) => SendError::Transient(e.to_string()),
         e @ CallError::Refused { .. } => SendError::Permanent(e.to_string()),
-    }
-}
-
-/// Reconnect waits: 1 s doubling to a minute, or what a 429 asks for.
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    fn next(&mut self, error: &CallError) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        if let CallError::RateLimited(wait) = error {
-            return *wait;
-        }
-        Duration::from_secs(1 << (self.failures - 1).min(6)).min(Duration::from_secs(60))
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
     }
 }
 
@@ -541,17 +522,6 @@ impl Channel for Telegram {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reconnects_back_off_to_a_minute_and_honour_retry_after() {
-        let mut b = Backoff::default();
-        let net = CallError::Network("reset".into());
-        let waits: Vec<u64> = (0..8).map(|_| b.next(&net).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(b.next(&CallError::RateLimited(Duration::from_secs(7))), Duration::from_secs(7));
-        b.reset();
-        assert_eq!(b.next(&net), Duration::from_secs(1));
-    }
 
     #[test]
     fn platform_errors_map_to_retry_decisions() {
