@@ -89,10 +89,12 @@ pub trait Channel: Send + Sync + 'static {
     /// The same for an approval: post it with its two buttons, then show its outcome.
     fn render_approval(&self, delivery: &ApprovalDelivery) -> Vec<NewOutbound>;
 
-    /// The outbox payload that delivers a `message` action (`{"kind": "message", "target":
+    /// The outbox payloads that deliver a `message` action (`{"kind": "message", "target":
     /// {"channel", "conversation", "reply_to"}, "text"}`) run as task `task`, or why this
-    /// channel cannot deliver it. The executor queues it; the outbox sends it.
-    fn message(&self, task: i64, action: &Value) -> Result<Value, String> {
+    /// channel cannot deliver it: text longer than one message is several parts, in
+    /// order, each within the platform's limit. The executor queues them; the outbox sends
+    /// them one after the other.
+    fn message(&self, task: i64, action: &Value) -> Result<Vec<Value>, String> {
         let _ = (task, action);
         Err(format!("the {} channel does not deliver messages", self.name()))
     }

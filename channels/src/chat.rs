@@ -19,6 +19,8 @@ use loopgate_policies::ActionView;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::text::shorten;
+
 /// What a button carries: Telegram `callback_data` (at most 64 bytes), a Discord
 /// `custom_id` (at most 100 characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,44 +191,29 @@ impl Markup {
             Markup::Markdown => format!("`{text}`"),
         }
     }
-
-    /// Cuts `text` to `max` characters with an ellipsis, never leaving half an escape.
-    pub fn cut(self, mut text: String, max: usize) -> String {
-        if text.chars().count() <= max {
-            return text;
-        }
-        text = text.chars().take(max - 1).collect();
-        match self {
-            Markup::Html => {
-                if let Some(amp) = text.rfind('&').filter(|&i| !text[i..].contains(';')) {
-                    text.truncate(amp);
-                }
-            }
-            Markup::Markdown => {
-                let trailing = text.chars().rev().take_while(|c| *c == '\\').count();
-                if trailing % 2 == 1 {
-                    text.pop();
-                }
-            }
-        }
-        text.push('…');
-        text
-    }
 }
 
 /// Evidence lines shown under a suggestion.
 const MAX_EVIDENCE: usize = 3;
+/// Bounds on a card's parts, in characters before escaping. Together (with the outcome
+/// line) they stay well under Telegram's 4,096; on Discord, where escapes count, the
+/// card is cut by [`crate::text::fit`] as a last resort, markup intact.
+const MAX_TITLE: usize = 160;
+const MAX_WHY: usize = 400;
+const MAX_EVIDENCE_LINE: usize = 160;
+const MAX_ACTION: usize = 700;
 
 /// A suggestion as posted, and, once it is no longer open, its outcome (what, via which
 /// channel, by whom, when).
 pub fn suggestion_text(s: &Suggestion, timezone: Tz, markup: Markup) -> String {
     let e = |t: &str| markup.escape(t);
-    let mut text = format!("💡 {}\n{}", markup.bold(&e(&s.title)), e(&s.why_now));
+    let short = |t: &str, max: usize| e(&shorten(t, max));
+    let mut text = format!("💡 {}\n{}", markup.bold(&short(&s.title, MAX_TITLE)), short(&s.why_now, MAX_WHY));
     for line in s.evidence.iter().take(MAX_EVIDENCE) {
-        text.push_str(&format!("\n• {}", e(&line.summary)));
+        text.push_str(&format!("\n• {}", short(&line.summary, MAX_EVIDENCE_LINE)));
     }
     let action = s.edited_action.as_ref().unwrap_or(&s.action);
-    text.push_str(&format!("\n\n→ {} · {} risk", e(&describe_action(action)), s.risk.as_str()));
+    text.push_str(&format!("\n\n→ {} · {} risk", short(&describe_action(action), MAX_ACTION), s.risk.as_str()));
     if s.policy == loopgate_policies::Effect::Ask {
         text.push_str(" · asks for your approval before it runs");
     }
@@ -264,8 +251,8 @@ pub fn approval_text(a: &Approval, timezone: Tz, markup: Markup) -> String {
     let mut text = format!(
         "🔐 {}\n{}\n\n→ {} · {} risk\nExpires {}",
         markup.bold(&format!("Approval A{}", a.id)),
-        markup.escape(&a.reason),
-        markup.escape(&describe_action(&a.action)),
+        markup.escape(&shorten(&a.reason, MAX_WHY)),
+        markup.escape(&shorten(&describe_action(&a.action), MAX_ACTION)),
         a.risk.as_str(),
         local(a.expires_at, timezone)
     );
@@ -710,18 +697,6 @@ mod tests {
             Markup::Markdown.escape("**hi** <@123> `x` ||spoiler|| [a](b) \\"),
             r"\*\*hi\*\* \<@123\> \`x\` \|\|spoiler\|\| \[a\]\(b\) \\"
         );
-    }
-
-    #[test]
-    fn long_text_is_cut_without_breaking_an_escape() {
-        let html = Markup::Html.cut(format!("{}&amp;", "a".repeat(4093)), 4096);
-        assert!(html.ends_with('…') && !html.contains('&'));
-        assert!(html.chars().count() <= 4096);
-        let md = Markup::Markdown.cut(format!("{}\\*b", "a".repeat(1998)), 2000);
-        assert!(md.ends_with("a…"), "{}", &md[md.len() - 8..]);
-        assert!(md.chars().count() <= 2000);
-        let short = "short".to_owned();
-        assert_eq!(Markup::Markdown.cut(short.clone(), 2000), short);
     }
 
     #[test]

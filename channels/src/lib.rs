@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod pump;
 #[cfg(feature = "telegram")]
 pub mod telegram;
+pub mod text;
 
 pub use channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
 pub use liveness::{Liveness, LivenessReport, wall_clock_ms};

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use loopgate_engine::outbox::{AfterFailure, Outbound, RetryPolicy};
 use loopgate_engine::{Store, StoreError};
@@ -66,6 +67,9 @@ async fn settle_then_drain(store: &Store, channel: &dyn Channel, policy: &RetryP
         let verification = channel.verify(&outbound).await;
         tracing::warn!(channel = name, outbound = outbound.id, ?verification, "settling a send a crash left in doubt");
         store.settle_in_doubt(outbound.id, &verification).await?;
+        if let Some(task) = Store::task_of(&outbound) {
+            store.settle_task_delivery(task).await?;
+        }
     }
     // The kill switch: what tasks queued (their messages) waits for resume; replies,
     // posts and edits of loopgate's own still go out.
@@ -97,31 +101,40 @@ async fn send_one(
 ) -> Result<Option<Duration>, StoreError> {
     let name = channel.name();
     let span = tracing::info_span!("send", channel = name, outbound = outbound.id, attempt = outbound.attempts);
-    let _entered = span.enter();
-    let error = match channel.send(outbound).await {
-        Ok(sent) => {
-            store.outbound_sent(outbound.id, &sent.platform_ref).await?;
-            metrics::counter!("loopgate_outbound_total", "channel" => name, "outcome" => "sent").increment(1);
-            tracing::debug!(platform_ref = %sent.platform_ref, "sent");
-            return Ok(None);
+    async move {
+        let error = match channel.send(outbound).await {
+            Ok(sent) => {
+                store.outbound_sent(outbound.id, &sent.platform_ref).await?;
+                if let Some(task) = Store::task_of(outbound) {
+                    store.settle_task_delivery(task).await?;
+                }
+                metrics::counter!("loopgate_outbound_total", "channel" => name, "outcome" => "sent").increment(1);
+                tracing::debug!(platform_ref = %sent.platform_ref, "sent");
+                return Ok(None);
+            }
+            Err(error) => error,
+        };
+        let now = store.clock().now();
+        match policy.after_failure(&error, outbound.attempts, now) {
+            AfterFailure::RetryAt(at) => {
+                store.outbound_retry(outbound.id, at, &error.to_string()).await?;
+                metrics::counter!("loopgate_outbound_total", "channel" => name, "outcome" => "retry").increment(1);
+                tracing::warn!(%error, retry_at = %at, "send failed; will retry");
+                return Ok(Some((at - now).to_std().unwrap_or(Duration::ZERO)));
+            }
+            AfterFailure::GiveUp => {
+                store.outbound_failed(outbound.id, &error.to_string()).await?;
+                if let Some(task) = Store::task_of(outbound) {
+                    store.settle_task_delivery(task).await?;
+                }
+                metrics::counter!("loopgate_outbound_total", "channel" => name, "outcome" => "failed").increment(1);
+                tracing::error!(%error, "send given up");
+            }
         }
-        Err(error) => error,
-    };
-    let now = store.clock().now();
-    match policy.after_failure(&error, outbound.attempts, now) {
-        AfterFailure::RetryAt(at) => {
-            store.outbound_retry(outbound.id, at, &error.to_string()).await?;
-            metrics::counter!("loopgate_outbound_total", "channel" => name, "outcome" => "retry").increment(1);
-            tracing::warn!(%error, retry_at = %at, "send failed; will retry");
-            return Ok(Some((at - now).to_std().unwrap_or(Duration::ZERO)));
-        }
-        AfterFailure::GiveUp => {
-            store.outbound_failed(outbound.id, &error.to_string()).await?;
-            metrics::counter!("loopgate_outbound_total", "channel" => name, "outcome" => "failed").increment(1);
-            tracing::error!(%error, "send given up");
-        }
+        Ok(None)
     }
-    Ok(None)
+    .instrument(span)
+    .await
 }
 
 #[cfg(test)]

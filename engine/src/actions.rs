@@ -33,16 +33,20 @@ pub enum TaskState {
     Queued,
     AwaitingApproval,
     Running,
+    /// Its effect is queued in a channel's durable outbox: it succeeds once every part is
+    /// sent, and fails with the platform's words if one is given up. Survives restarts.
+    Delivering,
     Succeeded,
     Failed,
     Cancelled,
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 6] = [
+    pub const ALL: [TaskState; 7] = [
         TaskState::Queued,
         TaskState::AwaitingApproval,
         TaskState::Running,
+        TaskState::Delivering,
         TaskState::Succeeded,
         TaskState::Failed,
         TaskState::Cancelled,
@@ -53,6 +57,7 @@ impl TaskState {
             TaskState::Queued => "queued",
             TaskState::AwaitingApproval => "awaiting_approval",
             TaskState::Running => "running",
+            TaskState::Delivering => "delivering",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
             TaskState::Cancelled => "cancelled",
@@ -234,6 +239,16 @@ impl From<sqlx::Error> for SubmitError {
     }
 }
 
+/// How an action with an outside effect went, as far as the executor can tell at once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Executed {
+    /// Done: the effect happened (a webhook answered, a command exited). The output is kept.
+    Done(serde_json::Value),
+    /// Queued in a channel's durable outbox under `task:{id}:message[:n]`: the task is
+    /// `delivering` until the outbox has sent every part (or given one up).
+    Queued(serde_json::Value),
+}
+
 /// What runs an action with an effect outside loopgate (a message, a webhook, a
 /// command, a workflow). The gateway provides it; the engine knows no platform or HTTP.
 pub trait Executor: Send + Sync + 'static {
@@ -241,7 +256,7 @@ pub trait Executor: Send + Sync + 'static {
     fn execute<'a>(
         &'a self,
         task: &'a Task,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Executed, String>> + Send + 'a>>;
 }
 
 /// An executor for a loopgate with no channel, endpoint or command configured: it says so.
@@ -252,7 +267,7 @@ impl Executor for NothingConfigured {
     fn execute<'a>(
         &'a self,
         task: &'a Task,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Executed, String>> + Send + 'a>> {
         let error = format!("no {} target {:?} is configured on this loopgate", task.kind, task.target);
         Box::pin(async move { Err(error) })
     }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use loopgate_policies::ActionView;
 
 use crate::actions::{
-    Approval, ApprovalId, ApprovalState, DecideError, NewTask, SubmitError, Task, TaskId, TaskState, Verdict,
+    Approval, ApprovalId, ApprovalState, DecideError, Executed, NewTask, SubmitError, Task, TaskId, TaskState, Verdict,
 };
 use crate::intelligence::Intelligence;
 use crate::memory::{MemoryCandidate, MemoryKind, Origin, RememberOutcome};
@@ -77,6 +77,12 @@ impl Intelligence {
         reason: &str,
         responder: &Responder,
     ) -> Result<Task, SubmitError> {
+        // A message with nothing to say would only be refused by the platform later.
+        if action.get("kind").and_then(|k| k.as_str()) == Some("message")
+            && action.get("text").and_then(|t| t.as_str()).is_none_or(|t| t.trim().is_empty())
+        {
+            return Err(SubmitError::Invalid("text: a message needs the words to send".into()));
+        }
         let new = self.new_task(action, reason, &responder.via, responder).map_err(SubmitError::Invalid)?;
         let task = self.store.record_task(&new).await?;
         tracing::info!(task = task.id, kind = %task.kind, state = %task.state, "task submitted");
@@ -94,13 +100,26 @@ impl Intelligence {
         } else if let Some(task) = self.store.start_task(id).await? {
             let span = tracing::info_span!("task", task = id, kind = %task.kind);
             let result = tracing::Instrument::instrument(self.execute(&task), span).await;
-            metrics::counter!("loopgate_tasks_total", "kind" => task.kind.clone(), "outcome" => if result.is_ok() { "succeeded" } else { "failed" }).increment(1);
-            self.store.finish_task(id, &result).await?;
+            let outcome = match &result {
+                Ok(Executed::Done(_)) => "succeeded",
+                Ok(Executed::Queued(_)) => "delivering",
+                Err(_) => "failed",
+            };
+            metrics::counter!("loopgate_tasks_total", "kind" => task.kind.clone(), "outcome" => outcome).increment(1);
+            match result {
+                Ok(Executed::Queued(output)) => {
+                    self.store.task_delivering(id, &output).await?;
+                    // The outbox may have been quicker than this record.
+                    self.store.settle_task_delivery(id).await?;
+                }
+                Ok(Executed::Done(output)) => self.store.finish_task(id, &Ok(output)).await?,
+                Err(error) => self.store.finish_task(id, &Err(error)).await?,
+            }
         }
         Ok(self.store.task(id).await?.expect("a task, once recorded, stays"))
     }
 
-    async fn execute(&self, task: &Task) -> Result<serde_json::Value, String> {
+    async fn execute(&self, task: &Task) -> Result<Executed, String> {
         let text = task.action.get("text").and_then(|t| t.as_str()).unwrap_or("").trim().to_owned();
         match task.kind.as_str() {
             "note" => {
@@ -124,10 +143,12 @@ impl Intelligence {
                     RememberOutcome::Rejected { reason } => Err(format!("memory did not keep it: {reason}")),
                     RememberOutcome::Created { memory }
                     | RememberOutcome::Reinforced { memory }
-                    | RememberOutcome::Superseded { memory } => Ok(serde_json::json!({"memory_id": memory.id})),
+                    | RememberOutcome::Superseded { memory } => {
+                        Ok(Executed::Done(serde_json::json!({"memory_id": memory.id})))
+                    }
                 }
             }
-            "reminder" => self.schedule_reminder(task, &text).await,
+            "reminder" => self.schedule_reminder(task, &text).await.map(Executed::Done),
             _ => self.executor.execute(task).await,
         }
     }
@@ -148,7 +169,10 @@ impl Intelligence {
         let suggestion = NewSuggestion {
             key: format!("task:{}", task.id),
             topic: None,
-            title: format!("Reminder: {}", text.trim_start_matches("Reminder: ")),
+            title: crate::reflect::detect::bounded(
+                &format!("Reminder: {}", text.trim_start_matches("Reminder: ")),
+                crate::reflect::detect::MAX_TITLE,
+            ),
             why_now: format!("you asked to be reminded ({})", task.reason),
             evidence: Vec::new(),
             confidence: 0.9,
@@ -220,11 +244,43 @@ impl Intelligence {
         if !failed.is_empty() {
             tracing::warn!(?failed, "tasks interrupted by a restart were failed, not run again");
         }
+        // A crash between an outbox record and its task's: the parts say how it went.
+        for task in self.store.tasks(&[TaskState::Delivering], 10_000).await? {
+            self.store.settle_task_delivery(task.id).await?;
+        }
         Ok(failed)
     }
 }
 
 impl Intelligence {
+    /// Tells the owner, through every channel that posts suggestions, that something
+    /// needs them (a delivery chat that refuses messages): a suggestion whose act notes
+    /// it handled. `key` names the trouble; it is raised at most once a day per key.
+    pub async fn alert_owner(&self, key: &str, why: &str) -> Result<Option<SuggestionId>, StoreError> {
+        let now = self.store.clock().now();
+        let title = crate::reflect::detect::bounded(&format!("Needs you: {why}"), crate::reflect::detect::MAX_TITLE);
+        let suggestion = NewSuggestion {
+            key: format!("alert:{key}:{}", now.format("%Y-%m-%d")),
+            topic: None,
+            title,
+            why_now: why.to_owned(),
+            evidence: Vec::new(),
+            confidence: 1.0,
+            score: 1.0,
+            action: serde_json::json!({"kind": "note", "text": format!("Handled: {why}")}),
+            class: "alert".into(),
+            source: "loopgate".into(),
+            reflector: "deterministic".into(),
+            state: SuggestionState::Active,
+            due_at: None,
+            expires_at: crate::clock::to_millis(now + self.settings.expires_after),
+            risk: loopgate_policies::Risk::Low,
+            policy: loopgate_policies::Effect::Allow,
+        };
+        let created = self.store.create_suggestions("alert", &[suggestion]).await?;
+        Ok(created.first().copied())
+    }
+
     /// Whether a chat user may answer about `subject`, decided here for every channel;
     /// a refusal is counted and logged.
     pub fn authorize(&self, claimant: &Claimant, subject: &str) -> Option<Responder> {

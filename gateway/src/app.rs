@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use loopgate_channels::discord::Discord;
 use loopgate_channels::email::Email;
 use loopgate_channels::outbox::deliver;
+
+use crate::supervise::Workers;
 use loopgate_channels::pump::pump;
 use loopgate_channels::telegram::Telegram;
 use loopgate_channels::{Channel, ChannelContext, Wakes};
@@ -72,6 +74,7 @@ impl Application {
             discord,
             email,
             workflows: Arc::new(settings.workflows.clone()),
+            workers: Workers::default(),
         };
         Ok(Application { listener, address, state, settings, channels })
     }
@@ -91,12 +94,17 @@ impl Application {
         let store = state.store.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
 
-        let sweeper = tokio::spawn(sweep_expired(store.clone(), settings.sweep_interval, stop_rx.clone()));
-        let heartbeat = tokio::spawn(beat(state.intelligence.clone(), settings.heartbeat_interval, stop_rx.clone()));
+        let supervised = state.workers.clone();
+        let (sweep_store, every, stop) = (store.clone(), settings.sweep_interval, stop_rx.clone());
+        let sweeper = supervised
+            .spawn("sweeper", stop_rx.clone(), move || sweep_expired(sweep_store.clone(), every, stop.clone()));
+        let (intelligence, every, stop) = (state.intelligence.clone(), settings.heartbeat_interval, stop_rx.clone());
+        let heartbeat =
+            supervised.spawn("heartbeat", stop_rx.clone(), move || beat(intelligence.clone(), every, stop.clone()));
         let mut workers =
             crate::workflows::start(&state.intelligence, &settings.workflows, settings.timezone, &stop_rx);
         for (channel, wakes) in channels {
-            workers.extend(start_channel(&store, channel, wakes, &stop_rx));
+            workers.extend(start_channel(&supervised, &store, channel, wakes, &stop_rx));
         }
         let app = http::router(state, settings.max_body_bytes);
         let mut stop_server = stop_rx.clone();
@@ -178,6 +186,7 @@ pub fn build_channels(
 }
 
 fn start_channel(
+    workers: &Workers,
     store: &Store,
     channel: Arc<dyn Channel>,
     wakes: Wakes,
@@ -185,15 +194,29 @@ fn start_channel(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let name = channel.name();
     let context = ChannelContext { store: store.clone(), shutdown: stop.clone(), wakes: wakes.clone() };
-    let inbound = channel.clone().run_inbound(context);
-    vec![
-        tokio::spawn(async move {
-            if let Err(error) = inbound.await {
-                tracing::error!(channel = name, error = format!("{error:#}"), "the channel's inbound side stopped");
+    let inbound = {
+        let channel = channel.clone();
+        move || {
+            let inbound = channel.clone().run_inbound(context.clone());
+            async move {
+                if let Err(error) = inbound.await {
+                    tracing::error!(channel = name, error = format!("{error:#}"), "the channel's inbound side stopped");
+                }
             }
-        }),
-        tokio::spawn(pump(store.clone(), channel.clone(), wakes.clone(), stop.clone())),
-        tokio::spawn(deliver(store.clone(), channel, RetryPolicy::default(), wakes.outbox, stop.clone())),
+        }
+    };
+    let pumping = {
+        let (store, channel, wakes, stop) = (store.clone(), channel.clone(), wakes.clone(), stop.clone());
+        move || pump(store.clone(), channel.clone(), wakes.clone(), stop.clone())
+    };
+    let sending = {
+        let (store, stop) = (store.clone(), stop.clone());
+        move || deliver(store.clone(), channel.clone(), RetryPolicy::default(), wakes.outbox.clone(), stop.clone())
+    };
+    vec![
+        workers.spawn(format!("{name}:inbound"), stop.clone(), inbound),
+        workers.spawn(format!("{name}:pump"), stop.clone(), pumping),
+        workers.spawn(format!("{name}:outbox"), stop.clone(), sending),
     ]
 }
 

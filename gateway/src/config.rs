@@ -177,16 +177,21 @@ pub struct DiscordSection {
     /// The REST base URL: the public API, a proxy, or a test fake. The gateway is whatever
     /// that API's `GET /gateway` returns.
     pub api_base: String,
-    /// Learned from the gateway when left out.
+    /// Learned from the gateway when left out. Snowflakes may be written as integers or,
+    /// as Discord shows them, strings.
+    #[serde(deserialize_with = "snowflake::option")]
     pub application_id: Option<u64>,
     /// The application's public key (hex), for the HTTP interactions endpoint
     /// `POST /webhooks/discord`. Without it that endpoint refuses everything.
     pub public_key: Option<String>,
     /// Channels listened in besides DMs (threads under them included).
+    #[serde(deserialize_with = "snowflake::list")]
     pub channel_ids: Vec<u64>,
     /// Where suggestions and approvals are posted; a DM to the owner when left out.
+    #[serde(deserialize_with = "snowflake::option")]
     pub delivery_channel_id: Option<u64>,
     /// Accounts besides the owner's that may answer suggestions and approvals.
+    #[serde(deserialize_with = "snowflake::list")]
     pub allowed_user_ids: Vec<u64>,
     /// How long without a connected gateway makes `/readyz` unready.
     pub stale_after: ConfigDuration,
@@ -539,6 +544,7 @@ pub enum DurabilityConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OwnerConfig {
     pub telegram_user_ids: Vec<i64>,
+    #[serde(deserialize_with = "snowflake::list")]
     pub discord_user_ids: Vec<u64>,
     pub emails: Vec<String>,
     /// IANA name, e.g. `"Europe/Berlin"`.
@@ -1652,6 +1658,58 @@ pub struct NamedCommand {
     pub timeout: Duration,
 }
 
+/// Discord ids (snowflakes) as integers or strings: Discord's own UI and API write them
+/// as strings (`"900000000000000001"`), TOML users as either.
+mod snowflake {
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer, Visitor};
+
+    struct Snowflake;
+
+    impl Visitor<'_> for Snowflake {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a Discord id: a positive integer, or a string of digits")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            if v == 0 { Err(E::custom("a Discord id is never 0")) } else { Ok(v) }
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(format!("{v} is not a Discord id")))?;
+            self.visit_u64(v as u64)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            let digits = v.trim();
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(E::custom(format!("{v:?} is not a Discord id (digits only)")));
+            }
+            let id = digits.parse().map_err(|_| E::custom(format!("{v:?} is too large for a Discord id")))?;
+            self.visit_u64(id)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Id(u64);
+
+    impl<'de> Deserialize<'de> for Id {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+            d.deserialize_any(Snowflake).map(Id)
+        }
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(Option::<Id>::deserialize(d)?.map(|id| id.0))
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        Ok(Vec::<Id>::deserialize(d)?.into_iter().map(|id| id.0).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1672,6 +1730,35 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn discord_ids_read_as_integers_or_strings() {
+        let config = load(
+            "[owner]\ndiscord_user_ids = [\"900000000000000042\", 43]\n\
+             [discord]\ntoken_env = \"T\"\napplication_id = \"900000000000000001\"\n\
+             channel_ids = [\"900000000000000007\"]\ndelivery_channel_id = 900000000000000008\n\
+             allowed_user_ids = [\"900000000000000099\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.owner.discord_user_ids, [900000000000000042, 43]);
+        let discord = config.discord.as_ref().unwrap();
+        assert_eq!(discord.application_id, Some(900000000000000001));
+        assert_eq!(discord.channel_ids, [900000000000000007]);
+        assert_eq!(discord.delivery_channel_id, Some(900000000000000008));
+        assert_eq!(discord.allowed_user_ids, [900000000000000099]);
+        // From the environment, as a string too.
+        let config =
+            load("[discord]\ntoken_env = \"T\"\n", &[("LOOPGATE_DISCORD__APPLICATION_ID", "900000000000000002")])
+                .unwrap();
+        assert_eq!(config.discord.unwrap().application_id, Some(900000000000000002));
+        // Not a snowflake: a clear error naming the key, nothing loaded.
+        for bad in ["\"12a\"", "\"\"", "-5", "0"] {
+            let error = load(&format!("[discord]\ntoken_env = \"T\"\napplication_id = {bad}\n"), &[]).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains("application_id"), "{bad}: {text}");
+        }
     }
 
     #[test]

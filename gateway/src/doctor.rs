@@ -124,6 +124,21 @@ async fn check_telegram(settings: &Settings, report: &mut Report) {
             Some("set [owner] telegram_user_ids = [<your id>], or telegram.chat_id".into()),
         );
     }
+    if let Some(chat) = config.chat_id
+        && let Ok(Ok(store)) =
+            tokio::time::timeout(Duration::from_secs(10), Store::connect(&settings.store, Arc::new(SystemClock))).await
+    {
+        let key = format!("chat:{chat}:moved_to");
+        if let Ok(Some(to)) = store.channel_state(loopgate_channels::telegram::CHANNEL, &key).await {
+            report.add(
+                Level::Warn,
+                "telegram.chat_id",
+                format!("chat {chat} became a supergroup, now {to}: loopgate sends there"),
+                Some(format!("set telegram.chat_id = {to} to say so in the configuration too")),
+            );
+        }
+        store.close().await;
+    }
     let api = match loopgate_channels::telegram::BotApi::new(&config.api_url, &config.token) {
         Ok(api) => api,
         Err(e) => return report.add(Level::Fail, "telegram", format!("cannot build an HTTP client: {e}"), None),

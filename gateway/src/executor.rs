@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use loopgate_channels::{Channel, Wakes};
 use loopgate_engine::Store;
-use loopgate_engine::actions::{Executor, Task};
+use loopgate_engine::actions::{Executed, Executor, Task};
 use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::outbox::NewOutbound;
 use loopgate_engine::suggestion::Responder;
@@ -40,7 +40,7 @@ struct Messages {
     channels: HashMap<&'static str, (Arc<dyn Channel>, Wakes)>,
 }
 
-type Running<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+type Running<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Executed, String>> + Send + 'a>>;
 
 impl Actions {
     pub fn new(webhooks: &[Webhook], commands: &[NamedCommand]) -> Arc<Actions> {
@@ -87,18 +87,30 @@ impl Actions {
 
     /// Queues the message in its channel's durable outbox, once per task (the key is the
     /// task's): the outbox sends it, retries it, and never sends it twice.
-    async fn message(&self, task: &Task) -> Result<serde_json::Value, String> {
+    /// Text longer than one message is queued as its parts, all in one commit, keyed
+    /// `task:{id}:message` then `task:{id}:message:2`, …; the task is `delivering` until
+    /// the outbox has sent them all.
+    async fn message(&self, task: &Task) -> Result<Executed, String> {
         let name = task.action.pointer("/target/channel").and_then(serde_json::Value::as_str).unwrap_or_default();
         let Some((channel, wakes)) = self.messages.get().and_then(|m| m.channels.get(name)) else {
             return Err(format!("no {name:?} channel is configured on this loopgate to deliver {:?}", task.target));
         };
         let store = &self.messages.get().expect("checked above").store;
-        let payload = channel.message(task.id, &task.action)?;
-        let outbound =
-            NewOutbound { channel: name.to_owned(), dedupe_key: format!("task:{}:message", task.id), payload };
-        let (id, _) = store.enqueue(&outbound).await.map_err(|e| format!("queueing the message: {e}"))?;
+        let parts: Vec<NewOutbound> = channel
+            .message(task.id, &task.action)?
+            .into_iter()
+            .enumerate()
+            .map(|(n, payload)| {
+                let dedupe_key = match n {
+                    0 => format!("task:{}:message", task.id),
+                    n => format!("task:{}:message:{}", task.id, n + 1),
+                };
+                NewOutbound { channel: name.to_owned(), dedupe_key, payload }
+            })
+            .collect();
+        let ids = store.enqueue_all(&parts).await.map_err(|e| format!("queueing the message: {e}"))?;
         wakes.outbox.notify_one();
-        Ok(serde_json::json!({"queued": {"channel": name, "outbox": id}}))
+        Ok(Executed::Queued(serde_json::json!({"queued": {"channel": name, "outbox": ids, "parts": ids.len()}})))
     }
 
     async fn call(&self, task: &Task) -> Result<serde_json::Value, String> {
@@ -180,10 +192,10 @@ impl Executor for Actions {
     fn execute<'a>(&'a self, task: &'a Task) -> Running<'a> {
         Box::pin(async move {
             match task.kind.as_str() {
-                "webhook" => self.call(task).await,
-                "command" => self.run_command(task).await,
+                "webhook" => self.call(task).await.map(Executed::Done),
+                "command" => self.run_command(task).await.map(Executed::Done),
                 "message" => self.message(task).await,
-                "workflow" => self.workflow(task).await,
+                "workflow" => self.workflow(task).await.map(Executed::Done),
                 other => Err(format!("{other} actions do not run here")),
             }
         })

@@ -10,5 +10,6 @@ pub mod doctor;
 pub mod executor;
 pub mod http;
 pub mod model;
+pub mod supervise;
 pub mod telemetry;
 pub mod workflows;

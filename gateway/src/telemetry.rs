@@ -67,3 +67,41 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// A `span.enter()` guard held across an `.await` leaves the span entered on a thread
+    /// the task has left; with the registry `main` installs, the span is later cloned
+    /// after it closed and the task panics (a second Discord press killed its handler so).
+    /// Async code attaches spans with `.instrument(span)`; sync code has no reason to
+    /// enter one by hand either, so the whole tree is held to it.
+    #[test]
+    fn no_span_guard_is_entered_by_hand() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut found = Vec::new();
+        for krate in ["policies", "engine", "channels", "gateway"] {
+            visit(&root.join(krate).join("src"), &mut found);
+        }
+        assert!(found.is_empty(), "use `.instrument(span)` instead of entering a span guard: {found:#?}");
+    }
+
+    fn visit(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("a source folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                visit(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or_default();
+                    let needle = [".enter()", ".entered()"].iter().any(|p| code.contains(p));
+                    if needle && !path.ends_with("telemetry.rs") {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+}

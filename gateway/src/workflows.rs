@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use loopgate_channels::chat::sleep_or_stop;
 use loopgate_engine::intelligence::Intelligence;
+use loopgate_engine::schedule::Schedule;
 use loopgate_engine::store::SignalQuery;
 use loopgate_engine::suggestion::Responder;
 use loopgate_engine::workflow::{SignalMatch, Trigger, Workflow, WorkflowError};
@@ -62,45 +62,28 @@ async fn run(intelligence: &Intelligence, workflow: &Workflow, signals: &[loopga
     }
 }
 
+/// Runs the workflow on each occurrence of its schedule, at most once each (see
+/// `loopgate_engine::schedule`); while the kill switch is on, an occurrence is skipped.
 async fn on_schedule(
     intelligence: Arc<Intelligence>,
     workflow: Workflow,
     cron: croner::Cron,
     timezone: chrono_tz::Tz,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let store = intelligence.store().clone();
-    let key = format!("{}:last_run", workflow.name);
-    loop {
-        let now = store.clock().now();
-        let last = match store.channel_state(STATE, &key).await {
-            Ok(Some(text)) => DateTime::parse_from_rfc3339(&text).map_or(now, |t| t.with_timezone(&Utc)),
-            Ok(None) => {
-                let _ = store.set_channel_state(STATE, &key, &now.to_rfc3339()).await;
-                now
-            }
-            Err(error) => {
-                tracing::warn!(workflow = %workflow.name, %error, "cannot read the schedule's state");
-                now
-            }
-        };
-        let wait = match cron.find_next_occurrence(&last.with_timezone(&timezone), false) {
-            Ok(next) if next.with_timezone(&Utc) <= now => {
-                // Marked first: a crash during the run does not run it again.
-                let _ = store.set_channel_state(STATE, &key, &now.to_rfc3339()).await;
-                run(&intelligence, &workflow, &[]).await;
-                Duration::ZERO
-            }
-            Ok(next) => (next.with_timezone(&Utc) - now).to_std().unwrap_or_default().min(Duration::from_secs(30)),
-            Err(error) => {
-                tracing::error!(workflow = %workflow.name, %error, "the schedule has no next occurrence");
-                return;
-            }
-        };
-        if sleep_or_stop(wait.max(Duration::from_millis(100)), &mut stop).await {
-            return;
-        }
-    }
+    let schedule = Schedule {
+        name: workflow.name.clone(),
+        cron,
+        timezone,
+        channel: STATE.into(),
+        key: format!("{}:last_run", workflow.name),
+    };
+    let (intelligence, workflow) = (&intelligence, &workflow);
+    schedule
+        .run(intelligence.store(), stop, move |_occurrence| async move {
+            run(intelligence, workflow, &[]).await;
+        })
+        .await;
 }
 
 async fn on_signals(

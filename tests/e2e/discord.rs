@@ -44,8 +44,6 @@ pub fn discord_owner(config: &mut Config) {
 }
 
 async fn app_in(dir: tempfile::TempDir, fake: &FakeDiscord, customize: impl FnOnce(&mut Config)) -> TestApp {
-    let _ =
-        tracing_subscriber::fmt().with_env_filter("loopgate_channels=warn,loopgate=warn").with_test_writer().try_init();
     let section = discord_section(fake);
     let app = spawn_app_in(dir, Arc::new(SystemClock), move |c| {
         owner_config(c);
@@ -513,4 +511,82 @@ async fn doctor_proves_the_token_against_discord() {
     let (code, stdout, _) = run("MTA1.wrong.token").await.unwrap();
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("FAIL  discord.token_env") && stdout.contains("Developer Portal"), "{stdout}");
+}
+
+/// On several worker threads, as `main` runs: a span entered on one thread and left on
+/// another is what closed spans under sqlx and killed the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_press_on_a_decided_suggestion_is_answered_and_nothing_dies() {
+    let fake = FakeDiscord::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    let named = four_suggestions(&app).await;
+    let id_of = |who: &str| named.iter().find(|(n, _)| n == who).unwrap().1;
+    let (ana, ben) = (id_of("ANA"), id_of("BEN"));
+    let dismiss = format!("s:{ana}:dismiss");
+    let message = fake.posted(&format!("s:{ana}:act")).await;
+    let first = fake.wait_for_callback(&fake.press(&owner(), &message, &dismiss)).await;
+    assert_eq!(first["type"], 7);
+    // The same button again, as a double tap or a second device would send it.
+    // Pressed again and again (a double tap, a second device, an impatient owner): each
+    // press is answered, "already decided".
+    for _ in 0..12 {
+        let again = fake.wait_for_callback(&fake.press(&owner(), &message, &dismiss)).await;
+        assert_eq!(again["type"], 4, "{again}");
+        assert!(content(&again).contains("lready decided"), "{again}");
+    }
+    // Everything still works afterwards, and nothing had to be restarted.
+    let other = press(&fake, &owner(), &format!("s:{ben}:act"), &format!("s:{ben}:dismiss")).await;
+    assert_eq!(other["type"], 7);
+    let ready = app.get("/readyz").await;
+    let workers = ready["workers"].as_object().expect("workers are reported");
+    assert!(workers.values().all(|w| w["running"] == true && w["restarts"] == 0), "{ready}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_long_message_is_posted_in_ordered_parts_and_nothing_is_dropped() {
+    let fake = FakeDiscord::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    let sentences: Vec<String> =
+        (1..=60).map(|n| format!("Item {n:02} of the handover: the keys are with Sam. ")).collect();
+    let text: String = sentences.concat().chars().take(2561).collect();
+    assert_eq!(text.chars().count(), 2561);
+    let task = crate::telegram::approved_message(&app, "discord", &LISTENED.to_string(), &text).await;
+    let task = crate::telegram::settled_task(&app, task).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    let posts: Vec<String> = fake
+        .ok_calls("POST /channels/*/messages")
+        .into_iter()
+        .filter(|c| c.path == format!("/channels/{LISTENED}/messages"))
+        .map(|c| c.body["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert!(posts.iter().all(|p| p.chars().count() <= 2000));
+    let squash = |s: &str| s.split_whitespace().collect::<String>();
+    assert_eq!(squash(&posts.concat()), squash(&text));
+    assert!(posts[0].ends_with("with Sam."), "cut at a sentence: {:?}", &posts[0][posts[0].len() - 20..]);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rate_limited_channel_lookup_does_not_lose_the_message() {
+    let fake = FakeDiscord::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    fake.add_thread(THREAD, LISTENED);
+    // Discord rate-limits the lookup of the thread's parent, twice.
+    fake.fail_next("GET /channels/*", vec![Fault::RateLimited(0.3), Fault::RateLimited(0.3)]);
+    fake.message_create(message_json(3001, THREAD, Some(GUILD), &stranger(), "Notes for the thread"));
+    let signals = wait_for_signals(&app, 1).await;
+    let signal = &signals[0];
+    assert_eq!(signal["external_id"], "3001");
+    assert_eq!(signal["conversation"]["id"], LISTENED.to_string(), "the thread's place was found after waiting");
+    assert_eq!(signal["conversation"]["thread_id"], THREAD.to_string());
+    // Still failing after every retry: recorded with what is known.
+    fake.add_thread(THREAD + 1, LISTENED);
+    fake.fail_next("GET /channels/*", vec![Fault::ServerError; 5]);
+    fake.message_create(message_json(3002, THREAD + 1, Some(GUILD), &stranger(), "Still here"));
+    let signals = wait_for_signals(&app, 2).await;
+    let late = signals.iter().find(|s| s["external_id"] == "3002").expect("recorded anyway");
+    assert_eq!(late["conversation"]["id"], (THREAD + 1).to_string());
+    app.shutdown().await;
 }

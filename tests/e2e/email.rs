@@ -52,8 +52,6 @@ async fn boxes(name: &str) -> Boxes {
 }
 
 async fn app_in(dir: tempfile::TempDir, b: &Boxes, customize: impl FnOnce(&mut Config)) -> TestApp {
-    let _ =
-        tracing_subscriber::fmt().with_env_filter("loopgate_channels=warn,loopgate=warn").with_test_writer().try_init();
     let section = email_section(&b.inbox, &b.owner);
     let app = spawn_app_in(dir, Arc::new(SystemClock), move |c| {
         owner_config(c);
@@ -507,7 +505,10 @@ async fn an_approved_message_to_an_email_address_goes_out_through_the_outbox() {
     assert_eq!(task["state"], "awaiting_approval", "a message leaving the machine asks first");
     let (_, decided) =
         app.post(&format!("/api/approvals/{}/decide", task["approval_id"]), json!({"decision": "approve"})).await;
-    assert_eq!(decided["task"]["state"], "succeeded", "{decided}");
+    // Queued in the outbox: the task follows the delivery, and succeeds once it is sent.
+    assert_eq!(decided["task"]["state"], "delivering", "{decided}");
+    let settled = crate::telegram::settled_task(&app, task["id"].as_i64().unwrap()).await;
+    assert_eq!(settled["state"], "succeeded", "{settled}");
     let sent = read(&wait_for_messages("stranger", &ana_box, 1).await[0]);
     assert!(sent.text.contains("Yes, Friday works."), "{}", sent.text);
     assert_eq!(sent.in_reply_to, ["q1@example.org"]);
@@ -529,6 +530,10 @@ async fn an_approved_message_to_an_email_address_goes_out_through_the_outbox() {
     };
     assert_eq!(failed.attempts, 1, "a 5xx is not retried");
     assert!(failed.last_error.unwrap().contains("SMTP refused"));
+    // And the task says so, with the server's words: it did not succeed.
+    let settled = crate::telegram::settled_task(&app, task["id"].as_i64().unwrap()).await;
+    assert_eq!(settled["state"], "failed", "{settled}");
+    assert!(settled["error"].as_str().unwrap().contains("SMTP refused"), "{settled}");
 }
 
 #[tokio::test]

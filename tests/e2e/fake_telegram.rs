@@ -50,6 +50,8 @@ struct Inner {
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     webhook: Mutex<Option<Value>>,
     stall_polls: AtomicBool,
+    /// Groups upgraded to supergroups: old id → new id.
+    migrated: Mutex<HashMap<i64, i64>>,
 }
 
 #[derive(Clone)]
@@ -91,6 +93,12 @@ impl FakeTelegram {
 
     pub fn fail_next(&self, method: &str, faults: Vec<Fault>) {
         self.inner.faults.lock().unwrap().entry(method.to_ascii_lowercase()).or_default().extend(faults);
+    }
+
+    /// Upgrades group `from` to supergroup `to`: sends to `from` are refused from now on
+    /// with `migrate_to_chat_id`, as the Bot API does.
+    pub fn migrate_chat(&self, from: i64, to: i64) {
+        self.inner.migrated.lock().unwrap().insert(from, to);
     }
 
     pub fn stall_polls(&self, stall: bool) {
@@ -183,6 +191,139 @@ fn error(status: u16, description: &str, retry_after: Option<u64>) -> Response {
     (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
 }
 
+fn migrated(to: i64) -> Response {
+    let body = json!({
+        "ok": false,
+        "error_code": 400,
+        "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": to},
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// Telegram's limit on a message's text after entity parsing.
+pub const MAX_TEXT: usize = 4096;
+/// The tags Telegram's HTML parse mode knows.
+const TAGS: &[&str] = &[
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "span",
+    "tg-spoiler",
+    "a",
+    "tg-emoji",
+    "code",
+    "pre",
+    "blockquote",
+];
+
+/// The text of a `sendMessage` / `editMessageText` as Telegram would show it, or the
+/// refusal Telegram answers: empty text, HTML that does not parse (unknown or unbalanced
+/// tags, a bare `<` or `&`, an unknown entity), or more than 4,096 characters once parsed.
+#[allow(clippy::result_large_err)] // a fake: the refusal is the answer, as it is
+fn check_text(params: &Value) -> Result<String, Response> {
+    let raw = params["text"].as_str().unwrap_or_default();
+    let shown = match params["parse_mode"].as_str() {
+        Some(mode) if mode.eq_ignore_ascii_case("html") => {
+            parse_html(raw).map_err(|why| error(400, &format!("Bad Request: can't parse entities: {why}"), None))?
+        }
+        _ => raw.to_owned(),
+    };
+    if shown.trim().is_empty() {
+        return Err(error(400, "Bad Request: message text is empty", None));
+    }
+    if shown.encode_utf16().count() > MAX_TEXT {
+        return Err(error(400, "Bad Request: message is too long", None));
+    }
+    Ok(shown)
+}
+
+/// Every `callback_data` within 64 bytes, as Telegram requires.
+#[allow(clippy::result_large_err)] // a fake: the refusal is the answer, as it is
+fn check_keyboard(params: &Value) -> Result<(), Response> {
+    let rows = params.pointer("/reply_markup/inline_keyboard").and_then(Value::as_array);
+    for button in rows.into_iter().flatten().filter_map(Value::as_array).flatten() {
+        if let Some(data) = button["callback_data"].as_str()
+            && (data.is_empty() || data.len() > 64)
+        {
+            return Err(error(400, "Bad Request: BUTTON_DATA_INVALID", None));
+        }
+    }
+    Ok(())
+}
+
+/// Telegram's HTML parse mode, strictly: the visible text, or why it cannot be parsed.
+pub fn parse_html(html: &str) -> Result<String, String> {
+    let mut shown = String::new();
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = html;
+    while let Some(c) = rest.chars().next() {
+        match c {
+            '<' => {
+                let end = rest
+                    .find('>')
+                    .ok_or_else(|| format!("unclosed start tag at byte offset {}", html.len() - rest.len()))?;
+                let inner = &rest[1..end];
+                if let Some(name) = inner.strip_prefix('/') {
+                    let name = name.trim().to_ascii_lowercase();
+                    match open.pop() {
+                        Some(top) if top == name => {}
+                        Some(top) => {
+                            return Err(format!(
+                                "unmatched end tag at byte offset {}, expected \"</{top}>\", found \"</{name}>\"",
+                                html.len() - rest.len()
+                            ));
+                        }
+                        None => return Err(format!("unexpected end tag at byte offset {}", html.len() - rest.len())),
+                    }
+                } else {
+                    let name = inner.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+                    if !TAGS.contains(&name.as_str()) {
+                        return Err(format!(
+                            "unsupported start tag \"{name}\" at byte offset {}",
+                            html.len() - rest.len()
+                        ));
+                    }
+                    open.push(name);
+                }
+                rest = &rest[end + 1..];
+            }
+            '&' => {
+                let end = rest.find(';').filter(|&e| e <= 10);
+                let entity = end.map(|e| &rest[..=e]);
+                let (text, len) = match entity {
+                    Some("&lt;") => ("<", 4),
+                    Some("&gt;") => (">", 4),
+                    Some("&amp;") => ("&", 5),
+                    Some("&quot;") => ("\"", 6),
+                    // Telegram reads a bare `&` as itself.
+                    _ => ("&", 1),
+                };
+                shown.push_str(text);
+                rest = &rest[len..];
+            }
+            '>' => {
+                shown.push('>');
+                rest = &rest[1..];
+            }
+            c => {
+                shown.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    if let Some(top) = open.pop() {
+        return Err(format!("can't find end tag corresponding to start tag \"{top}\""));
+    }
+    Ok(shown)
+}
+
 fn ok(result: Value) -> Response {
     Json(json!({"ok": true, "result": result})).into_response()
 }
@@ -272,9 +413,17 @@ async fn answer(inner: &Inner, method: &str, params: &Value) -> Response {
             let Some(chat) = params["chat_id"].as_i64() else {
                 return error(400, "Bad Request: chat_id is empty", None);
             };
-            let Some(text) = params["text"].as_str().filter(|t| !t.is_empty()) else {
-                return error(400, "Bad Request: message text is empty", None);
-            };
+            if let Some(to) = inner.migrated.lock().unwrap().get(&chat) {
+                return migrated(*to);
+            }
+            if let Err(refusal) = check_text(params) {
+                return refusal;
+            }
+            // Kept as sent, markup included, so tests can look at both.
+            let text = params["text"].as_str().unwrap_or_default();
+            if let Err(refusal) = check_keyboard(params) {
+                return refusal;
+            }
             if chat == 404 {
                 return error(400, "Bad Request: chat not found", None);
             }
@@ -296,6 +445,14 @@ async fn answer(inner: &Inner, method: &str, params: &Value) -> Response {
             let (Some(chat), Some(id)) = (params["chat_id"].as_i64(), params["message_id"].as_i64()) else {
                 return error(400, "Bad Request: message identifier is not specified", None);
             };
+            if method == "editmessagetext"
+                && let Err(refusal) = check_text(params)
+            {
+                return refusal;
+            }
+            if let Err(refusal) = check_keyboard(params) {
+                return refusal;
+            }
             let mut messages = inner.messages.lock().unwrap();
             let Some(message) = messages.get_mut(&(chat, id)) else {
                 return error(400, "Bad Request: message to edit not found", None);

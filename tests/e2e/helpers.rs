@@ -98,6 +98,9 @@ pub async fn spawn_app_in(
 ) -> TestApp {
     let mut config = test_config(dir.path());
     customize(&mut config);
+    // The subscriber `main` installs, on the shipped level: spans live in its registry,
+    // which is what turns a span guard held across an await into a panic.
+    loopgate::telemetry::init_logging(config.log.format, &config.log.level);
     let env: HashMap<&str, &str> = HashMap::from([
         ("TEST_API_TOKEN", TOKEN),
         ("TEST_TELEGRAM_TOKEN", crate::fake_telegram::BOT_TOKEN),

@@ -30,8 +30,6 @@ fn model_section(fake: &FakeModel, provider: ModelProvider) -> ModelSection {
 }
 
 async fn telegram_app(telegram: &FakeTelegram, model: &FakeModel, customize: impl FnOnce(&mut Config)) -> TestApp {
-    let _ =
-        tracing_subscriber::fmt().with_env_filter("loopgate_channels=warn,loopgate=warn").with_test_writer().try_init();
     let (t, m) = (crate::telegram::telegram_section(telegram), model_section(model, ModelProvider::Openai));
     spawn_app_in(tempfile::tempdir().unwrap(), Arc::new(SystemClock), move |c| {
         owner_config(c);

@@ -29,8 +29,6 @@ pub fn telegram_section(fake: &FakeTelegram) -> TelegramSection {
 
 /// On the system clock: the outbox's retries and the channel's liveness are real time.
 async fn app_in(dir: tempfile::TempDir, fake: &FakeTelegram, customize: impl FnOnce(&mut Config)) -> TestApp {
-    let _ =
-        tracing_subscriber::fmt().with_env_filter("loopgate_channels=warn,loopgate=warn").with_test_writer().try_init();
     let section = telegram_section(fake);
     spawn_app_in(dir, Arc::new(SystemClock), move |c| {
         owner_config(c);
@@ -496,4 +494,172 @@ async fn doctor_proves_the_token_against_the_bot_api() {
     let (code, stdout, _) = run("999:not-the-token").await.unwrap();
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("FAIL  telegram.token_env") && stdout.contains("@BotFather"), "{stdout}");
+}
+
+/// Runs a `message` action through the API and approves it; returns the task id.
+pub async fn approved_message(app: &TestApp, channel: &str, conversation: &str, text: &str) -> i64 {
+    let action = json!({"kind": "message", "target": {"channel": channel, "conversation": conversation}, "text": text});
+    let (status, task) = app.post("/api/tasks", json!({"action": action, "reason": "a long note"})).await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(task["state"], "awaiting_approval", "{task}");
+    let approval = task["approval_id"].as_i64().unwrap();
+    let (status, decided) =
+        app.post(&format!("/api/approvals/{approval}/decide"), json!({"decision": "approve"})).await;
+    assert_eq!(status, 200, "{decided}");
+    task["id"].as_i64().unwrap()
+}
+
+/// Waits until task `id` leaves `running` and `delivering`, and returns it.
+pub async fn settled_task(app: &TestApp, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let task = app.get(&format!("/api/tasks/{id}")).await;
+        if !matches!(task["state"].as_str(), Some("running" | "delivering" | "queued")) {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "task {id} still {}: {task}", task["state"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_long_escaped_title_arrives_as_valid_html_within_the_limit() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    // About 3,600 characters, each `&` five once escaped: the cut used to leave <b> open.
+    let items: Vec<String> = (1..=450).map(|n| format!("R&D-{n:03}")).collect();
+    let text = format!("remind me to check {} in 1 hour", items.join(" "));
+    ingest(&app, message("rd-1", "1001", "Owner", "1001", 1, Utc::now(), &text)).await;
+    pulse(&app).await;
+    let all = app.get("/api/suggestions?limit=200").await["suggestions"].as_array().unwrap().clone();
+    let reminder = all.into_iter().find(|s| s["class"] == "reminder").expect("a reminder");
+    let title = reminder["title"].as_str().unwrap();
+    assert!(title.chars().count() <= 160, "titles are bounded: {}", title.chars().count());
+    assert!(title.starts_with("Reminder: check R&D-001 R&D-002"), "{title}");
+    // The whole request is kept for when it is acted on.
+    assert!(reminder["action"].to_string().contains("R&D-450"), "{}", reminder["action"]);
+
+    // Due in an hour: shown now by asking for it to be posted as the owner sees it.
+    let id = reminder["id"].as_i64().unwrap();
+    let (status, _) =
+        app.post(&format!("/api/suggestions/{id}/respond"), json!({"response": "snooze", "snooze_for": "1s"})).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    pulse(&app).await;
+    let posted = posted(&fake, &format!("s:{id}:act")).await;
+    let html = posted["text"].as_str().unwrap();
+    let shown = crate::fake_telegram::parse_html(html).expect("Telegram can parse it");
+    assert!(shown.encode_utf16().count() <= 4096);
+    assert!(shown.contains("R&D-001"), "{shown}");
+    assert!(fake.calls("sendMessage").iter().all(|c| c.ok), "nothing refused: {:?}", fake.calls("sendMessage"));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_longer_than_telegram_allows_arrives_whole_in_order_and_the_task_follows_delivery() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    // 5,066 characters in paragraphs: one sendMessage would be refused as too long.
+    let paragraphs: Vec<String> = (1..=40)
+        .map(|n| format!("Paragraph {n:02}: {}", "the quarterly numbers look fine. ".repeat(3).trim()))
+        .collect();
+    let mut text = paragraphs.join("\n\n");
+    while text.chars().count() < 5066 {
+        text.push('!');
+    }
+    assert_eq!(text.chars().count(), 5066);
+    let task = approved_message(&app, "telegram", "-100777", &text).await;
+    let task = settled_task(&app, task).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    let sent: Vec<String> = fake
+        .ok_calls("sendMessage")
+        .into_iter()
+        .filter(|m| m["chat_id"] == -100777)
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent.len(), 2, "two parts");
+    assert!(sent.iter().all(|p| p.chars().count() <= 4096));
+    let squash = |s: &str| s.split_whitespace().collect::<String>();
+    assert_eq!(squash(&sent.concat()), squash(&text), "nothing lost, in order");
+    assert!(sent[0].ends_with("look fine."), "cut at a paragraph: {:?}", &sent[0][sent[0].len() - 20..]);
+    let timeline = task["timeline"].to_string();
+    assert!(timeline.contains("delivered in 2 parts"), "{timeline}");
+
+    // A chat Telegram refuses: the task fails with Telegram's words, never "succeeded".
+    let task = approved_message(&app, "telegram", "404", "hello?").await;
+    let task = settled_task(&app, task).await;
+    assert_eq!(task["state"], "failed", "{task}");
+    assert!(task["error"].as_str().unwrap().contains("chat not found"), "{task}");
+    // An empty text is refused before anything is queued.
+    let action = json!({"kind": "message", "target": {"channel": "telegram", "conversation": "42"}, "text": "  "});
+    let (status, body) = app.post("/api/tasks", json!({"action": action})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("text"), "{body}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_group_that_became_a_supergroup_is_followed_for_good() {
+    let fake = FakeTelegram::start().await;
+    let (old, new) = (-4_004_001_i64, -1_001_234_567_890_i64);
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_in(dir, &fake, |c| c.telegram.as_mut().unwrap().chat_id = Some(old)).await;
+    fake.migrate_chat(old, new);
+    let named = four_suggestions(&app).await;
+    // Every suggestion reaches the supergroup; the old id was refused once, then never used.
+    fake.wait_for("four posts in the supergroup", |f| {
+        (f.ok_calls("sendMessage").iter().filter(|m| m["chat_id"] == new).count() == 4).then_some(())
+    })
+    .await;
+    let refused = fake.calls("sendMessage").into_iter().filter(|c| !c.ok).count();
+    assert_eq!(refused, 1, "only the first send went to the old id");
+    // The outcome's edit goes to the supergroup too.
+    let (_, id) = &named[0];
+    let (status, _) = app.post(&format!("/api/suggestions/{id}/respond"), json!({"response": "dismiss"})).await;
+    assert_eq!(status, 200);
+    fake.wait_for("the edit in the supergroup", |f| {
+        f.ok_calls("editMessageText").into_iter().find(|e| e["chat_id"] == new)
+    })
+    .await;
+    // Remembered across a restart: the first send after it goes straight to the new id.
+    let dir = app.shutdown().await;
+    let app = app_in(dir, &fake, |c| c.telegram.as_mut().unwrap().chat_id = Some(old)).await;
+    let before = fake.calls("sendMessage").len();
+    ingest(
+        &app,
+        message("late", "eve", "EVE", "eve", 300, Utc::now(), "Could you send me the signed lease by Friday?"),
+    )
+    .await;
+    pulse(&app).await;
+    fake.wait_for("a fifth post", |f| {
+        (f.ok_calls("sendMessage").iter().filter(|m| m["chat_id"] == new).count() == 5).then_some(())
+    })
+    .await;
+    assert!(fake.calls("sendMessage")[before..].iter().all(|c| c.ok && c.params["chat_id"] == new));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delivery_chat_that_refuses_for_good_shows_in_readyz() {
+    let fake = FakeTelegram::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |c| c.telegram.as_mut().unwrap().chat_id = Some(404)).await;
+    ingest(&app, message("q", "ana", "ANA", "ana", 300, Utc::now(), "Can you check the invoice?")).await;
+    pulse(&app).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ready = loop {
+        let response = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        if body["channels"][0]["delivery_error"].is_string() {
+            break (status, body);
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    assert!(ready.1["channels"][0]["delivery_error"].as_str().unwrap().contains("chat not found"), "{}", ready.1);
+    // The owner hears of it through every channel that posts suggestions.
+    let alert = suggestions(&app, "active").await.into_iter().find(|s| s["class"] == "alert").expect("an alert");
+    assert!(alert["title"].as_str().unwrap().contains("chat not found"), "{alert}");
+    app.shutdown().await;
 }

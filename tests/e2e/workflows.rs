@@ -72,8 +72,6 @@ struct World {
 }
 
 async fn world(customize: impl FnOnce(&mut Config, &str)) -> World {
-    let _ =
-        tracing_subscriber::fmt().with_env_filter("loopgate_channels=warn,loopgate=warn").with_test_writer().try_init();
     let discord = FakeDiscord::start().await;
     let telegram = FakeTelegram::start().await;
     let (inbox, owner_box) = (folder("wfin"), folder("wfown"));

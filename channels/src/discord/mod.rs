@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use chrono_tz::Tz;
 use loopgate_engine::actions::ApprovalDelivery;
@@ -54,6 +55,11 @@ pub const CHANNEL: &str = "discord";
 /// How long a press waits for the engine before it is answered "deferred": Discord allows
 /// three seconds for the response to arrive, and it still has to travel.
 const ANSWER_WITHIN: Duration = Duration::from_millis(2000);
+/// Tries at recording a gateway message before it is given up (100 ms, doubling).
+const INBOUND_ATTEMPTS: u32 = 6;
+/// A channel lookup on the inbound path: tries, and the longest wait between two.
+const LOOKUP_ATTEMPTS: u32 = 5;
+const MAX_LOOKUP_WAIT: Duration = Duration::from_secs(10);
 /// How far a signed HTTP interaction's timestamp may be from now, either way.
 const SIGNATURE_WINDOW_SECS: i64 = 300;
 /// How often the gateway's connection stage is looked at for `/readyz`.
@@ -188,16 +194,19 @@ impl Discord {
             Inbound::Interacted(interacted) => interacted,
         };
         let span = tracing::info_span!("discord_interaction", interaction = interacted.id, user = %interacted.claimant.user_id);
-        let _entered = span.enter();
-        let response = match self.interact(&interacted).await {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::error!(%error, "an interaction failed");
-                render::ephemeral("Internal error — nothing was changed. Please try again.")
-            }
-        };
-        metrics::histogram!("loopgate_discord_interaction_seconds").record(started.elapsed().as_secs_f64());
-        Answered { response, signal: Some(interacted.signal) }
+        async move {
+            let response = match self.interact(&interacted).await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::error!(%error, "an interaction failed");
+                    render::ephemeral("Internal error — nothing was changed. Please try again.")
+                }
+            };
+            metrics::histogram!("loopgate_discord_interaction_seconds").record(started.elapsed().as_secs_f64());
+            Answered { response, signal: Some(interacted.signal) }
+        }
+        .instrument(span)
+        .await
     }
 
     async fn record(&self, signal: Option<loopgate_engine::signal::NewSignal>) {
@@ -329,10 +338,28 @@ impl Discord {
             }
         };
         let span = tracing::info_span!("discord_message", channel = chat.channel_id, message = chat.message_id);
-        let _entered = span.enter();
-        if let Err(error) = self.on_chat(chat).await {
-            tracing::error!(%error, "discord: a message could not be recorded");
+        async move {
+            // The gateway never delivers a message again: a store that failed once (busy,
+            // a restarting PostgreSQL) is tried again before the message is given up.
+            // Handling it twice changes nothing more (keyed by the message id).
+            let mut wait = Duration::from_millis(100);
+            for attempt in 1..=INBOUND_ATTEMPTS {
+                match self.on_chat(chat.clone()).await {
+                    Ok(()) => return,
+                    Err(error) if attempt < INBOUND_ATTEMPTS => {
+                        tracing::warn!(%error, attempt, "discord: recording a message failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                    Err(error) => {
+                        metrics::counter!("loopgate_discord_messages_lost_total").increment(1);
+                        tracing::error!(%error, "discord: a message could not be recorded");
+                    }
+                }
+            }
         }
+        .instrument(span)
+        .await
     }
 
     async fn on_chat(&self, m: ChatMessage) -> Result<(), StoreError> {
@@ -383,19 +410,37 @@ impl Discord {
         if let Some(place) = self.places.lock().expect("places").get(&channel) {
             return *place;
         }
-        let place = match self.api.get(&format!("/channels/{channel}")).await {
-            Ok(info) => {
-                let is_thread = matches!(info.get("type").and_then(Value::as_u64), Some(10..=12));
-                let parent = info.get("parent_id").and_then(Value::as_str).and_then(|p| p.parse().ok());
-                match parent {
-                    Some(parent) if is_thread && self.config.channel_ids.contains(&parent) => Place::Thread { parent },
-                    _ => Place::Elsewhere,
+        // A lookup is rate-limited like a send: waits as Discord asks, a few times, and
+        // then records the message with what is known rather than dropping it.
+        let mut attempt = 0;
+        let place = loop {
+            attempt += 1;
+            match self.api.get(&format!("/channels/{channel}")).await {
+                Ok(info) => {
+                    let is_thread = matches!(info.get("type").and_then(Value::as_u64), Some(10..=12));
+                    let parent = info.get("parent_id").and_then(Value::as_str).and_then(|p| p.parse().ok());
+                    break match parent {
+                        Some(parent) if is_thread && self.config.channel_ids.contains(&parent) => {
+                            Place::Thread { parent }
+                        }
+                        _ => Place::Elsewhere,
+                    };
                 }
-            }
-            Err(error) => {
-                // Not remembered: the next message asks again.
-                tracing::warn!(%error, channel, "discord: cannot tell whether a channel is a listened thread");
-                return Place::Elsewhere;
+                // Unknown or hidden from the bot: not a place it listens in.
+                Err(CallError::Refused { status: 403 | 404, .. }) => break Place::Elsewhere,
+                Err(error) if attempt < LOOKUP_ATTEMPTS => {
+                    // A message waits on this, so quicker than a reconnect: 250 ms, doubling.
+                    let doubling = Duration::from_millis(250 << (attempt - 1));
+                    let wait = error.retry_after().unwrap_or(doubling).min(MAX_LOOKUP_WAIT);
+                    tracing::warn!(%error, channel, attempt, ?wait, "discord: a channel lookup failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => {
+                    // Not remembered: the next message asks again.
+                    tracing::warn!(%error, channel, "discord: cannot tell where a message was written; recorded anyway");
+                    metrics::counter!("loopgate_discord_lookups_failed_total").increment(1);
+                    return Place::Unknown;
+                }
             }
         };
         self.places.lock().expect("places").insert(channel, place);
@@ -669,7 +714,7 @@ impl Channel for Discord {
         render::render_approval(delivery, self.config.timezone)
     }
 
-    fn message(&self, _task: i64, action: &Value) -> Result<Value, String> {
+    fn message(&self, _task: i64, action: &Value) -> Result<Vec<Value>, String> {
         let target = action.get("target").cloned().unwrap_or(Value::Null);
         let channel = target.get("conversation").and_then(Value::as_str).unwrap_or_default().trim();
         let channel: u64 = channel.parse().map_err(|_| format!("{channel:?} is not a Discord channel id"))?;
@@ -677,15 +722,21 @@ impl Channel for Discord {
         if text.is_empty() {
             return Err("the message has no text: edit it first".into());
         }
-        // The owner's words as written, but never a ping.
-        let mut body =
-            json!({"content": text.chars().take(2000).collect::<String>(), "allowed_mentions": {"parse": []}});
-        if let Some(reply_to) =
-            target.get("reply_to").and_then(Value::as_str).filter(|r| r.chars().all(|c| c.is_ascii_digit()))
-        {
-            body["message_reference"] = json!({"message_id": reply_to, "fail_if_not_exists": false});
-        }
-        Ok(json!({"op": "post", "channel": channel.to_string(), "body": body}))
+        let reply_to = target.get("reply_to").and_then(Value::as_str).filter(|r| r.chars().all(|c| c.is_ascii_digit()));
+        // The owner's words as written (Discord counts them raw), never a ping; the first
+        // part answers the message it replies to.
+        let parts = crate::text::split(text, render::MAX_CONTENT, |_| 1);
+        Ok(parts
+            .into_iter()
+            .enumerate()
+            .map(|(n, content)| {
+                let mut body = json!({"content": content, "allowed_mentions": {"parse": []}});
+                if let (0, Some(reply_to)) = (n, reply_to) {
+                    body["message_reference"] = json!({"message_id": reply_to, "fail_if_not_exists": false});
+                }
+                json!({"op": "post", "channel": channel.to_string(), "body": body})
+            })
+            .collect())
     }
 
     fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>> {

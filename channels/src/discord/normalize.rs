@@ -23,6 +23,9 @@ pub enum Place {
     Thread { parent: u64 },
     /// Anywhere else: not listened to.
     Elsewhere,
+    /// A guild channel Discord would not describe (the lookup kept failing): the message
+    /// is recorded with what is known rather than lost, and answers nothing.
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -243,6 +246,16 @@ mod tests {
         assert_eq!(m.claimant.user_id, OWNER);
         assert_eq!(m.command, None);
         assert!(m.signal.payload.is_some());
+    }
+
+    #[test]
+    fn a_message_whose_place_discord_would_not_tell_is_still_recorded() {
+        let m = normalize_message(&message("thread_reply"), Place::Unknown, Some(1), &identities()).unwrap();
+        let conversation = m.signal.conversation.as_ref().unwrap();
+        // What is known: the channel it was written in; no command is read from it.
+        assert_eq!(conversation.id, "1150000000000000000");
+        assert_eq!(m.command, None);
+        assert_eq!(m.signal.external_id.as_deref(), Some(m.message_id.to_string().as_str()));
     }
 
     #[test]

@@ -13,9 +13,12 @@ use serde_json::{Value, json};
 use super::CHANNEL;
 use crate::channel::approval_post_key;
 use crate::chat::{self, Button, Markup, Preset, describe_action};
+use crate::text::{self, Measure};
 
-/// Discord's limit on a message's content.
-const MAX_CONTENT: usize = 2000;
+/// Discord's limits: a message's content (raw characters, markdown and escapes included)
+/// and a component's `custom_id`.
+pub const MAX_CONTENT: usize = 2000;
+pub const MAX_CUSTOM_ID: usize = 100;
 /// Discord's limits on a text input's value and placeholder, and a modal's title.
 const MAX_INPUT: usize = 4000;
 const MAX_PLACEHOLDER: usize = 100;
@@ -29,7 +32,9 @@ const DANGER: u8 = 4;
 const EPHEMERAL: u64 = 1 << 6;
 
 fn button(label: &str, style: u8, b: Button) -> Value {
-    json!({"type": 2, "style": style, "label": label, "custom_id": b.data()})
+    let custom_id = b.data();
+    debug_assert!(custom_id.chars().count() <= MAX_CUSTOM_ID, "custom_id over Discord's limit: {custom_id}");
+    json!({"type": 2, "style": style, "label": label, "custom_id": custom_id})
 }
 
 fn row(buttons: Vec<Value>) -> Value {
@@ -60,8 +65,9 @@ pub fn escape(text: &str) -> String {
     Markup::Markdown.escape(text)
 }
 
+/// A card or reply that must fit one message: cut, its markdown intact, as a last resort.
 fn cut(text: String) -> String {
-    Markup::Markdown.cut(text, MAX_CONTENT)
+    text::fit(Markup::Markdown, Measure::Chars, &text, MAX_CONTENT)
 }
 
 /// A message body: content, components (an empty list removes the buttons), no pings.

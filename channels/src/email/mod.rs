@@ -18,8 +18,8 @@ mod reply;
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
-use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use futures_util::TryStreamExt;
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -29,6 +29,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use loopgate_engine::actions::{ApprovalDelivery, ApprovalState, Verdict};
 use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::outbox::{NewOutbound, Outbound, SendError, Verification};
+use loopgate_engine::schedule::Schedule;
 use loopgate_engine::suggestion::{Claimant, Delivery, Response, SuggestionState};
 use loopgate_engine::{Store, StoreError};
 use serde_json::{Value, json};
@@ -271,70 +272,71 @@ impl Email {
     /// of each. From a sender who may not answer: nothing, and no mail back.
     async fn on_reply(&self, reply: Reply) -> Result<(), StoreError> {
         let span = tracing::info_span!("email_reply", from = %reply.from);
-        let _entered = span.enter();
-        if !self.intelligence.settings().answerers.may_answer(CHANNEL, &reply.from) {
-            tracing::warn!("email: a digest reply from a sender who may not answer; ignored");
-            metrics::counter!("loopgate_email_replies_refused_total").increment(1);
-            return Ok(());
-        }
-        let claimant = Claimant { channel: CHANNEL.into(), user_id: reply.from.clone(), name: None };
-        let now = self.store.clock().now();
-        let results = match self.digest_record(&reply.token).await? {
-            None => vec!["This reply does not answer a digest I know of; nothing was applied.".to_owned()],
-            Some(record) if record.expires_at < now => vec![format!(
-                "This digest's answers expired at {}; nothing was applied. Ask for a new digest (loopgate digest).",
-                chat::local(record.expires_at, self.config.timezone)
-            )],
-            Some(record) => {
-                let lines = parse_reply(&reply.text);
-                if lines.is_empty() {
-                    vec![format!("I found no commands in your reply; nothing was applied. {GRAMMAR}")]
-                } else {
-                    let mut results = Vec::with_capacity(lines.len());
-                    for line in lines {
-                        let outcome = self.apply(&line, &record, &claimant).await?;
-                        results.push(format!("{}\n  → {outcome}", line.text));
-                    }
-                    results
-                }
+        async move {
+            if !self.intelligence.settings().answerers.may_answer(CHANNEL, &reply.from) {
+                tracing::warn!("email: a digest reply from a sender who may not answer; ignored");
+                metrics::counter!("loopgate_email_replies_refused_total").increment(1);
+                return Ok(());
             }
-        };
-        self.wakes.deliveries.notify_one();
-        let subject = match reply.subject.get(..3) {
-            Some(re) if re.eq_ignore_ascii_case("re:") => reply.subject.clone(),
-            _ => format!("Re: {}", reply.subject),
-        };
-        let text = format!("What came of your reply:\n\n{}\n", results.join("\n\n"));
-        let key = match &reply.message_id {
-            Some(id) => format!("{CHANNEL}:confirm:{id}"),
-            None => format!("{CHANNEL}:confirm:{}", hex(&Sha256::digest(reply.text.as_bytes()))),
-        };
-        let mut references = reply.references.clone();
-        references.extend(reply.message_id.clone());
-        let payload = json!({
-            "kind": "confirmation",
-            "to": [reply.from],
-            "subject": subject,
-            "text": text,
-            "message_id": format!("confirm.{}@{}", &hex(&Sha256::digest(key.as_bytes()))[..24], self.id_domain),
-            "in_reply_to": reply.message_id,
-            "references": references,
-        });
-        self.store.enqueue(&NewOutbound { channel: CHANNEL.into(), dedupe_key: key, payload }).await?;
-        self.wakes.outbox.notify_one();
-        Ok(())
+            let claimant = Claimant { channel: CHANNEL.into(), user_id: reply.from.clone(), name: None };
+            let now = self.store.clock().now();
+            let results = match self.digest_record(&reply.token).await? {
+                None => vec!["This reply does not answer a digest I know of; nothing was applied.".to_owned()],
+                Some(record) if record.expires_at < now => vec![format!(
+                    "This digest's answers expired at {}; nothing was applied. Ask for a new digest (loopgate digest).",
+                    chat::local(record.expires_at, self.config.timezone)
+                )],
+                Some(record) => {
+                    let lines = parse_reply(&reply.text);
+                    if lines.is_empty() {
+                        vec![format!("I found no commands in your reply; nothing was applied. {GRAMMAR}")]
+                    } else {
+                        let mut results = Vec::with_capacity(lines.len());
+                        for line in lines {
+                            let outcome = self.apply(&line, &record, &claimant).await?;
+                            results.push(format!("{}\n  → {outcome}", line.text));
+                        }
+                        results
+                    }
+                }
+            };
+            self.wakes.deliveries.notify_one();
+            let subject = match reply.subject.get(..3) {
+                Some(re) if re.eq_ignore_ascii_case("re:") => reply.subject.clone(),
+                _ => format!("Re: {}", reply.subject),
+            };
+            let text = format!("What came of your reply:\n\n{}\n", results.join("\n\n"));
+            let key = match &reply.message_id {
+                Some(id) => format!("{CHANNEL}:confirm:{id}"),
+                None => format!("{CHANNEL}:confirm:{}", hex(&Sha256::digest(reply.text.as_bytes()))),
+            };
+            let mut references = reply.references.clone();
+            references.extend(reply.message_id.clone());
+            let payload = json!({
+                "kind": "confirmation",
+                "to": [reply.from],
+                "subject": subject,
+                "text": text,
+                "message_id": format!("confirm.{}@{}", &hex(&Sha256::digest(key.as_bytes()))[..24], self.id_domain),
+                "in_reply_to": reply.message_id,
+                "references": references,
+            });
+            self.store.enqueue(&NewOutbound { channel: CHANNEL.into(), dedupe_key: key, payload }).await?;
+            self.wakes.outbox.notify_one();
+            Ok(())
+        }
+        .instrument(span)
+        .await
     }
 
     /// One line of a reply, applied through the engine; what came of it, in words.
     async fn apply(&self, line: &Line, record: &Record, claimant: &Claimant) -> Result<String, StoreError> {
-        let command = match &line.command {
+        // Not understood, an item the digest did not list, or a line of the digest pasted
+        // back (a quote no rule recognised): nothing is applied, and the reason is said.
+        let command = match record.admit(line) {
             Ok(command) => command,
-            Err(why) => return Ok(why.clone()),
+            Err(why) => return Ok(why),
         };
-        let item = command.item();
-        if record.resolve(item).is_none() {
-            return Ok(format!("unknown item {item}: that digest has no {item}"));
-        }
         let tz = self.config.timezone;
         let pressed = match command {
             Command::Approve(id) | Command::Deny(id) => {
@@ -491,41 +493,25 @@ impl Email {
         Ok(())
     }
 
-    /// Sends the digest when the schedule says, once per occurrence, across restarts.
-    async fn run_schedule(self: Arc<Self>, cron: croner::Cron, mut shutdown: watch::Receiver<bool>) {
-        let tz = self.config.timezone;
-        loop {
-            let now = self.store.clock().now();
-            let last = match self.store.channel_state(CHANNEL, "digest:last_run").await {
-                Ok(Some(text)) => DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).unwrap_or(now),
-                Ok(None) => {
-                    let _ = self.store.set_channel_state(CHANNEL, "digest:last_run", &now.to_rfc3339()).await;
-                    now
+    /// Sends the digest when the schedule says, at most once per occurrence, across
+    /// restarts and clock changes (see `loopgate_engine::schedule`).
+    async fn run_schedule(self: Arc<Self>, cron: croner::Cron, shutdown: watch::Receiver<bool>) {
+        let schedule = Schedule {
+            name: "digest".into(),
+            cron,
+            timezone: self.config.timezone,
+            channel: CHANNEL.into(),
+            key: "digest:last_run".into(),
+        };
+        let email = &self;
+        schedule
+            .run(&self.store, shutdown, move |_occurrence| async move {
+                match email.send_digest().await {
+                    Ok(outcome) => tracing::info!(?outcome, "email: scheduled digest"),
+                    Err(error) => tracing::error!(%error, "email: the scheduled digest failed"),
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "email: cannot read the digest schedule's state");
-                    now
-                }
-            };
-            let wait = match cron.find_next_occurrence(&last.with_timezone(&tz), false) {
-                Ok(next) if next.with_timezone(&Utc) <= now => {
-                    match self.send_digest().await {
-                        Ok(outcome) => tracing::info!(?outcome, "email: scheduled digest"),
-                        Err(error) => tracing::error!(%error, "email: the scheduled digest failed"),
-                    }
-                    let _ = self.store.set_channel_state(CHANNEL, "digest:last_run", &now.to_rfc3339()).await;
-                    Duration::ZERO
-                }
-                Ok(next) => (next.with_timezone(&Utc) - now).to_std().unwrap_or_default().min(Duration::from_secs(60)),
-                Err(error) => {
-                    tracing::error!(%error, "email: digest_schedule has no next occurrence");
-                    return;
-                }
-            };
-            if sleep_or_stop(wait.max(Duration::from_millis(200)), &mut shutdown).await {
-                return;
-            }
-        }
+            })
+            .await;
     }
 
     async fn perform(&self, outbound: &Outbound) -> Result<Sent, SendError> {
@@ -691,7 +677,7 @@ impl Channel for Email {
         }]
     }
 
-    fn message(&self, task: i64, action: &Value) -> Result<Value, String> {
+    fn message(&self, task: i64, action: &Value) -> Result<Vec<Value>, String> {
         let target = action.get("target").cloned().unwrap_or(Value::Null);
         let to = target.get("conversation").and_then(Value::as_str).unwrap_or_default().trim();
         let address: Mailbox = to.parse().map_err(|_| format!("{to:?} is not an email address to write to"))?;
@@ -704,7 +690,9 @@ impl Channel for Email {
             || if reply_to.is_some() { "Re: your message".to_owned() } else { "A message for you".to_owned() },
             str::to_owned,
         );
-        Ok(json!({
+        // One mail, however long: SMTP has no length limit a mail body could meet, and
+        // lettre encodes lines over 998 octets (quoted-printable) and folds long headers.
+        Ok(vec![json!({
             "kind": "message",
             "to": [address.to_string()],
             "subject": subject,
@@ -712,7 +700,7 @@ impl Channel for Email {
             "message_id": format!("task.{task}@{}", self.id_domain),
             "in_reply_to": reply_to,
             "references": reply_to.iter().collect::<Vec<_>>(),
-        }))
+        })])
     }
 
     fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>> {
@@ -745,6 +733,25 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 20);
         assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn a_long_message_keeps_every_line_within_998_octets_and_reads_back_whole() {
+        // One 6,000-character line (no breaks at all) and a subject of 300 characters.
+        let text: String = (0..600).map(|n| format!("word{n:05} ")).collect::<String>().replace(' ', "·");
+        let subject = format!("Re: {}", "the quarterly numbers ".repeat(14).trim_end());
+        let payload = json!({
+            "kind": "message", "to": ["lee@example.org"], "subject": subject, "text": text,
+            "message_id": "task.7@loopgate.test",
+        });
+        let from: Mailbox = "loopgate <loopgate@example.org>".parse().unwrap();
+        let raw = compose(&from, &payload).unwrap().formatted();
+        for line in raw.split(|b| *b == b'\n') {
+            assert!(line.len() <= 998, "a line of {} octets", line.len());
+        }
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(parsed.body_text(0).unwrap().trim_end(), text);
+        assert_eq!(parsed.subject().unwrap(), subject);
     }
 
     #[test]

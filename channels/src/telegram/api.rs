@@ -38,6 +38,9 @@ pub enum CallError {
     /// 4xx other than 429: the request itself is wrong (chat not found, bad token).
     #[error("Telegram refused the request ({code}): {description}")]
     Refused { code: u16, description: String },
+    /// The chat is a supergroup now, with a new id: the same call there will do.
+    #[error("the chat moved: it is now {to}")]
+    Migrated { to: i64 },
 }
 
 impl CallError {
@@ -68,6 +71,8 @@ struct Envelope<T> {
 #[derive(serde::Deserialize)]
 struct Parameters {
     retry_after: Option<u64>,
+    /// The group became a supergroup with this id: the old id is refused from now on.
+    migrate_to_chat_id: Option<i64>,
 }
 
 impl BotApi {
@@ -139,6 +144,9 @@ impl BotApi {
         }
         let code = envelope.error_code.unwrap_or(status.as_u16());
         let description = envelope.description.unwrap_or_else(|| status.to_string());
+        if let Some(to) = envelope.parameters.as_ref().and_then(|p| p.migrate_to_chat_id) {
+            return Err(CallError::Migrated { to });
+        }
         match code {
             429 => {
                 let seconds = envelope.parameters.and_then(|p| p.retry_after).unwrap_or(1);

@@ -17,6 +17,7 @@ mod render;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use chrono_tz::Tz;
 use loopgate_engine::actions::ApprovalDelivery;
@@ -77,6 +78,9 @@ pub struct Telegram {
     intelligence: Arc<Intelligence>,
     liveness: Liveness,
     wakes: Wakes,
+    /// Chats that moved (a group upgraded to a supergroup), old id → new, as far as known;
+    /// kept in `channel_state` so every later send and a restart use the new id.
+    moved: std::sync::Mutex<std::collections::HashMap<i64, Option<i64>>>,
 }
 
 /// How a button press is answered: a toast, or an alert the user must dismiss.
@@ -104,7 +108,8 @@ impl Telegram {
     ) -> anyhow::Result<Arc<Telegram>> {
         let api = BotApi::new(&config.api_url, &config.token)?;
         let liveness = Liveness::new(CHANNEL, config.stale_after);
-        Ok(Arc::new(Telegram { config, api, store, intelligence, liveness, wakes }))
+        let moved = std::sync::Mutex::default();
+        Ok(Arc::new(Telegram { config, api, store, intelligence, liveness, wakes, moved }))
     }
 
     /// Whether a webhook request carries our secret, compared in constant time.
@@ -134,6 +139,9 @@ impl Telegram {
     /// An error means the store failed and the update must be delivered again.
     pub async fn handle_update(&self, raw: &Value) -> Result<(), StoreError> {
         let identities = &self.intelligence.settings().answerers;
+        if let Some((from, to)) = normalize::migration(raw) {
+            self.chat_moved(from, to).await?;
+        }
         match normalize(raw, identities) {
             Inbound::Message(message) => self.on_message(message).await,
             Inbound::Callback(callback) => self.on_callback(callback).await,
@@ -160,23 +168,26 @@ impl Telegram {
     async fn on_callback(&self, callback: Callback) -> Result<(), StoreError> {
         let started = Instant::now();
         let span = tracing::info_span!("telegram_callback", callback = %callback.id, user = %callback.claimant.user_id);
-        let _entered = span.enter();
-        let outcome = match Button::parse(&callback.data) {
-            None => Ok(Answer::alert("This button is no longer valid.")),
-            Some(button) => self.press(button, &callback).await,
-        };
-        let answer = match &outcome {
-            Ok(answer) => answer,
-            Err(error) => {
-                tracing::error!(%error, "a button press failed");
-                &Answer::alert("Internal error — nothing was changed. Please try again.")
-            }
-        };
-        self.answer_callback(&callback.id, answer).await;
-        metrics::histogram!("loopgate_telegram_callback_seconds").record(started.elapsed().as_secs_f64());
-        outcome?;
-        self.wakes.deliveries.notify_one();
-        self.ingest(callback.signal).await
+        async move {
+            let outcome = match Button::parse(&callback.data) {
+                None => Ok(Answer::alert("This button is no longer valid.")),
+                Some(button) => self.press(button, &callback).await,
+            };
+            let answer = match &outcome {
+                Ok(answer) => answer,
+                Err(error) => {
+                    tracing::error!(%error, "a button press failed");
+                    &Answer::alert("Internal error — nothing was changed. Please try again.")
+                }
+            };
+            self.answer_callback(&callback.id, answer).await;
+            metrics::histogram!("loopgate_telegram_callback_seconds").record(started.elapsed().as_secs_f64());
+            outcome?;
+            self.wakes.deliveries.notify_one();
+            self.ingest(callback.signal).await
+        }
+        .instrument(span)
+        .await
     }
 
     async fn answer_callback(&self, id: &str, answer: &Answer) {
@@ -219,33 +230,44 @@ impl Telegram {
 
     async fn on_message(&self, message: ChatMessage) -> Result<(), StoreError> {
         let span = tracing::info_span!("telegram_message", chat = message.chat_id, message = message.message_id);
-        let _entered = span.enter();
-        if let (Some(reply_to), false) = (message.reply_to, message.edited)
-            && let Some(prompt) =
-                self.store.outbound_by_ref(CHANNEL, &format!("{}:{reply_to}", message.chat_id)).await?
-            && let Some(id) = prompt.payload.pointer("/prompt/edit_suggestion").and_then(Value::as_i64)
-        {
-            self.on_edit_reply(&message, id).await?;
-        } else if let Some(command) = &message.command {
-            self.on_command(&message, command).await?;
-        } else if !message.edited && message.chat_id > 0 && message.signal.actor.as_ref().is_some_and(|a| a.is_owner) {
-            // The owner talking to the assistant in its private chat: answered after the
-            // message is recorded (so it is part of the conversation the answer sees).
-            let chat = crate::chat::ChatTurn {
-                source: CHANNEL,
-                conversation: message.chat_id.to_string(),
-                owner: message.signal.actor.as_ref().and_then(|a| a.name.clone()).unwrap_or_else(|| "the owner".into()),
-                text: message.signal.text.clone(),
-                key: format!("{CHANNEL}:reply:{}:{}", message.chat_id, message.message_id),
-            };
-            let (chat_id, message_id) = (message.chat_id, message.message_id);
-            self.ingest(message.signal).await?;
-            chat.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
-                render::reply(chat_id, Some(message_id), escape(&text))
-            });
-            return Ok(());
+        async move {
+            if let (Some(reply_to), false) = (message.reply_to, message.edited)
+                && let Some(prompt) =
+                    self.store.outbound_by_ref(CHANNEL, &format!("{}:{reply_to}", message.chat_id)).await?
+                && let Some(id) = prompt.payload.pointer("/prompt/edit_suggestion").and_then(Value::as_i64)
+            {
+                self.on_edit_reply(&message, id).await?;
+            } else if let Some(command) = &message.command {
+                self.on_command(&message, command).await?;
+            } else if !message.edited
+                && message.chat_id > 0
+                && message.signal.actor.as_ref().is_some_and(|a| a.is_owner)
+            {
+                // The owner talking to the assistant in its private chat: answered after the
+                // message is recorded (so it is part of the conversation the answer sees).
+                let chat = crate::chat::ChatTurn {
+                    source: CHANNEL,
+                    conversation: message.chat_id.to_string(),
+                    owner: message
+                        .signal
+                        .actor
+                        .as_ref()
+                        .and_then(|a| a.name.clone())
+                        .unwrap_or_else(|| "the owner".into()),
+                    text: message.signal.text.clone(),
+                    key: format!("{CHANNEL}:reply:{}:{}", message.chat_id, message.message_id),
+                };
+                let (chat_id, message_id) = (message.chat_id, message.message_id);
+                self.ingest(message.signal).await?;
+                chat.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
+                    render::reply(chat_id, Some(message_id), escape(&text))
+                });
+                return Ok(());
+            }
+            self.ingest(message.signal).await
         }
-        self.ingest(message.signal).await
+        .instrument(span)
+        .await
     }
 
     async fn reply(&self, message: &ChatMessage, html: String) -> Result<(), StoreError> {
@@ -297,6 +319,85 @@ impl Telegram {
         self.config.chat_id
     }
 
+    /// Where a chat is now: itself, or where it moved (followed to the end).
+    pub async fn current_chat(&self, chat: i64) -> Result<i64, StoreError> {
+        let mut at = chat;
+        for _ in 0..4 {
+            let known = self.moved.lock().unwrap().get(&at).copied();
+            let next = match known {
+                Some(next) => next,
+                None => {
+                    let saved = self.store.channel_state(CHANNEL, &moved_key(at)).await?;
+                    let next = saved.and_then(|s| s.parse().ok());
+                    self.moved.lock().unwrap().insert(at, next);
+                    next
+                }
+            };
+            match next {
+                Some(next) if next != at => at = next,
+                _ => break,
+            }
+        }
+        Ok(at)
+    }
+
+    /// Records that `from` is now `to`, for good: from a refusal's `migrate_to_chat_id` or
+    /// from the migration messages in the update stream.
+    pub async fn chat_moved(&self, from: i64, to: i64) -> Result<(), StoreError> {
+        if from == to || self.current_chat(from).await? == to {
+            return Ok(());
+        }
+        self.store.set_channel_state(CHANNEL, &moved_key(from), &to.to_string()).await?;
+        self.moved.lock().unwrap().insert(from, Some(to));
+        tracing::warn!(from, to, "telegram: the chat moved (a group became a supergroup); sending to the new id");
+        metrics::counter!("loopgate_telegram_chat_moves_total").increment(1);
+        if self.chat_id() == Some(from) {
+            self.liveness.set_delivery_error(None);
+        }
+        Ok(())
+    }
+
+    /// The configured delivery chat and where it is now, when it moved (for `doctor`).
+    pub async fn delivery_chat_move(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let Some(chat) = self.chat_id() else { return Ok(None) };
+        let now = self.current_chat(chat).await?;
+        Ok((now != chat).then_some((chat, now)))
+    }
+
+    /// One call, sent to where its chat is now; a `migrate_to_chat_id` answer is followed
+    /// (remembered, and the call made again there, once).
+    async fn call_in_chat(&self, method: &str, params: &Value) -> Result<Value, CallError> {
+        let mut params = params.clone();
+        let chat = params.get("chat_id").and_then(Value::as_i64);
+        if let Some(chat) = chat {
+            let now = self.current_chat(chat).await.map_err(|e| CallError::Network(e.to_string()))?;
+            params["chat_id"] = now.into();
+        }
+        match self.api.call_json(method, &params).await {
+            Err(CallError::Migrated { to }) if chat.is_some() => {
+                let from = params["chat_id"].as_i64().unwrap_or_default();
+                self.chat_moved(from, to).await.map_err(|e| CallError::Network(e.to_string()))?;
+                params["chat_id"] = to.into();
+                self.api.call_json(method, &params).await
+            }
+            other => other,
+        }
+    }
+
+    /// A send the owner's delivery chat refused for good: `/readyz` says so, and the owner
+    /// hears of it through every other channel (a suggestion they can dismiss).
+    async fn delivery_chat_failed(&self, chat: i64, description: &str) {
+        if self.chat_id().is_none_or(|c| c != chat) || !chat_is_unreachable(description) {
+            return;
+        }
+        let why = format!("Telegram refuses messages to chat {chat}: {description}");
+        self.liveness.set_delivery_error(Some(why.clone()));
+        tracing::error!(chat, description, "telegram: the delivery chat refuses messages");
+        if let Err(error) = self.intelligence.alert_owner(&format!("telegram:chat:{chat}:unreachable"), &why).await {
+            tracing::error!(%error, "telegram: cannot tell the owner that the delivery chat is unreachable");
+        }
+    }
+
     async fn perform(&self, outbound: &Outbound) -> Result<Sent, SendError> {
         let payload = &outbound.payload;
         let method = payload.get("method").and_then(Value::as_str).unwrap_or_default();
@@ -312,7 +413,7 @@ impl Telegram {
                 let mut params = params.clone();
                 params["chat_id"] = chat.into();
                 params["message_id"] = message.into();
-                match self.api.call_json(method, &params).await {
+                match self.call_in_chat(method, &params).await {
                     Ok(_) => {}
                     Err(e) if e.is_not_modified() => {}
                     // The owner deleted the message: nothing left to update.
@@ -322,11 +423,20 @@ impl Telegram {
             }
             return Ok(Sent { platform_ref: if targets.is_empty() { "none".into() } else { targets.join(",") } });
         }
-        let result = match self.api.call_json(method, &params).await {
+        let result = match self.call_in_chat(method, &params).await {
             Ok(result) => result,
             Err(e) if e.is_not_modified() => Value::Bool(true),
-            Err(e) => return Err(send_error(e)),
+            Err(e) => {
+                if let (CallError::Refused { description, .. }, Some(chat)) = (&e, params["chat_id"].as_i64()) {
+                    let chat = self.current_chat(chat).await.unwrap_or(chat);
+                    self.delivery_chat_failed(chat, description).await;
+                }
+                return Err(send_error(e));
+            }
         };
+        if params["chat_id"].as_i64().is_some_and(|c| Some(c) == self.chat_id()) {
+            self.liveness.set_delivery_error(None);
+        }
         let platform_ref = match (result.pointer("/chat/id").and_then(Value::as_i64), result.get("message_id")) {
             (Some(chat), Some(message)) => format!("{chat}:{message}"),
             _ => method.to_owned(),
@@ -450,9 +560,25 @@ fn split_ref(platform_ref: &str) -> Option<(i64, i64)> {
 fn send_error(error: CallError) -> SendError {
     match error {
         CallError::RateLimited(retry_after) => SendError::RateLimited { retry_after },
-        e @ (CallError::Server(_) | CallError::Network(_)) => SendError::Transient(e.to_string()),
+        // Followed in `perform`; seen here only if the new chat moved again at once.
+        e @ (CallError::Server(_) | CallError::Network(_) | CallError::Migrated { .. }) => {
+            SendError::Transient(e.to_string())
+        }
         e @ CallError::Refused { .. } => SendError::Permanent(e.to_string()),
     }
+}
+
+/// Where a chat's moves are kept: `chat:{old}:moved_to` → the new id.
+fn moved_key(chat: i64) -> String {
+    format!("chat:{chat}:moved_to")
+}
+
+/// Refusals that say the bot cannot write to the chat at all (not one bad message).
+fn chat_is_unreachable(description: &str) -> bool {
+    let d = description.to_ascii_lowercase();
+    ["chat not found", "bot was blocked", "bot was kicked", "not a member", "have no rights", "user is deactivated"]
+        .iter()
+        .any(|p| d.contains(p))
 }
 
 impl Channel for Telegram {
@@ -487,7 +613,7 @@ impl Channel for Telegram {
         }
     }
 
-    fn message(&self, _task: i64, action: &Value) -> Result<Value, String> {
+    fn message(&self, _task: i64, action: &Value) -> Result<Vec<Value>, String> {
         let target = action.get("target").cloned().unwrap_or(Value::Null);
         let chat = target.get("conversation").and_then(Value::as_str).unwrap_or_default();
         let chat_id: i64 = chat.trim().parse().map_err(|_| format!("{chat:?} is not a Telegram chat id"))?;
@@ -495,14 +621,21 @@ impl Channel for Telegram {
         if text.is_empty() {
             return Err("the message has no text: edit it first".into());
         }
-        // The owner's words, as written: no markup.
-        let mut params = json!({"chat_id": chat_id, "text": text});
-        if let Some(message_id) =
-            target.get("reply_to").and_then(Value::as_str).and_then(|r| r.rsplit(':').next()?.parse::<i64>().ok())
-        {
-            params["reply_parameters"] = json!({"message_id": message_id, "allow_sending_without_reply": true});
-        }
-        Ok(json!({"method": "sendMessage", "params": params}))
+        let reply_to =
+            target.get("reply_to").and_then(Value::as_str).and_then(|r| r.rsplit(':').next()?.parse::<i64>().ok());
+        // The owner's words, as written: no markup, so Telegram counts them as they are.
+        let parts = crate::text::split(text, render::MAX_TEXT, char::len_utf16);
+        Ok(parts
+            .into_iter()
+            .enumerate()
+            .map(|(n, part)| {
+                let mut params = json!({"chat_id": chat_id, "text": part});
+                if let (0, Some(message_id)) = (n, reply_to) {
+                    params["reply_parameters"] = json!({"message_id": message_id, "allow_sending_without_reply": true});
+                }
+                json!({"method": "sendMessage", "params": params})
+            })
+            .collect())
     }
 
     fn send<'a>(&'a self, outbound: &'a Outbound) -> BoxFuture<'a, Result<Sent, SendError>> {

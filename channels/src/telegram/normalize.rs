@@ -92,6 +92,19 @@ pub fn normalize(raw: &serde_json::Value, identities: &Identities) -> Inbound {
     }
 }
 
+/// A group's move to a supergroup, as the update stream tells it: `(old id, new id)`. The
+/// old group gets a message with `migrate_to_chat_id`, the new supergroup one with
+/// `migrate_from_chat_id`; either says the same.
+pub fn migration(raw: &serde_json::Value) -> Option<(i64, i64)> {
+    let message = raw.get("message")?;
+    let chat = message.pointer("/chat/id")?.as_i64()?;
+    if let Some(to) = message.get("migrate_to_chat_id").and_then(serde_json::Value::as_i64) {
+        return Some((chat, to));
+    }
+    let from = message.get("migrate_from_chat_id").and_then(serde_json::Value::as_i64)?;
+    Some((from, chat))
+}
+
 fn source() -> Source {
     Source::parse(CHANNEL).expect("a valid source")
 }
@@ -205,6 +218,8 @@ mod tests {
             "command_with_botname" => include_str!("recorded/command_with_botname.json"),
             "poll" => include_str!("recorded/poll.json"),
             "sticker" => include_str!("recorded/sticker.json"),
+            "migrate_to_chat_id" => include_str!("recorded/migrate_to_chat_id.json"),
+            "migrate_from_chat_id" => include_str!("recorded/migrate_from_chat_id.json"),
             "future_kind" => include_str!("recorded/future_kind.json"),
             other => panic!("no recording {other}"),
         };
@@ -306,5 +321,21 @@ mod tests {
         }
         let garbage = normalize(&serde_json::json!({"update_id": 5, "message": {"text": 3}}), &owner());
         assert!(matches!(garbage, Inbound::Ignored { update_id: 5, .. }), "{garbage:?}");
+    }
+
+    #[test]
+    fn a_group_upgraded_to_a_supergroup_says_where_it_went() {
+        for name in ["migrate_to_chat_id", "migrate_from_chat_id"] {
+            let raw: serde_json::Value = serde_json::from_str(match name {
+                "migrate_to_chat_id" => include_str!("recorded/migrate_to_chat_id.json"),
+                _ => include_str!("recorded/migrate_from_chat_id.json"),
+            })
+            .unwrap();
+            assert_eq!(migration(&raw), Some((-4004001, -1001234567890)), "{name}");
+            // A service message, not something anyone wrote: no signal, no error.
+            assert!(matches!(recorded(name), Inbound::Ignored { .. } | Inbound::Message(_)), "{name}");
+        }
+        let plain: serde_json::Value = serde_json::from_str(include_str!("recorded/private_message.json")).unwrap();
+        assert_eq!(migration(&plain), None);
     }
 }

@@ -15,12 +15,18 @@ use teloxide_core::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, P
 use super::CHANNEL;
 use crate::channel::approval_post_key;
 use crate::chat::{self, Button, Markup, Preset, describe_action};
+use crate::text::{self, Measure};
 
-/// Telegram's limit on a message's text; longer text is cut with an ellipsis.
-const MAX_TEXT: usize = 4096;
+/// Telegram's limits, as Telegram measures them: a message's text after entity parsing
+/// (UTF-16 code units; tags count nothing, `&amp;` one), and a button's `callback_data`
+/// in bytes. (loopgate sends no captions: media are never sent.)
+pub const MAX_TEXT: usize = 4096;
+pub const MAX_CALLBACK_DATA: usize = 64;
 
 fn button(label: &str, b: Button) -> InlineKeyboardButton {
-    InlineKeyboardButton::callback(label, b.data())
+    let data = b.data();
+    debug_assert!(data.len() <= MAX_CALLBACK_DATA, "callback_data over Telegram's limit: {data}");
+    InlineKeyboardButton::callback(label, data)
 }
 
 pub fn suggestion_keyboard(id: i64) -> InlineKeyboardMarkup {
@@ -46,8 +52,9 @@ pub fn escape(text: &str) -> String {
     Markup::Html.escape(text)
 }
 
+/// A card or reply that must fit one message: cut, its HTML intact, as a last resort.
 fn cut(text: String) -> String {
-    Markup::Html.cut(text, MAX_TEXT)
+    text::fit(Markup::Html, Measure::Utf16, &text, MAX_TEXT)
 }
 
 pub fn suggestion_text(s: &Suggestion, timezone: Tz) -> String {

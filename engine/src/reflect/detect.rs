@@ -170,11 +170,20 @@ fn local(at: DateTime<Utc>, tz: Tz) -> String {
 }
 
 pub fn excerpt(text: &str) -> String {
+    bounded(text, 80)
+}
+
+/// The longest title an idea gets, in characters: a title is a line on a phone, and the
+/// whole request stays in the action.
+pub const MAX_TITLE: usize = 160;
+
+/// `text` on one line, in at most `max` characters (an ellipsis marks a cut).
+pub fn bounded(text: &str, max: usize) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= 80 {
+    if one_line.chars().count() <= max {
         one_line
     } else {
-        format!("{}…", one_line.chars().take(79).collect::<String>())
+        format!("{}…", one_line.chars().take(max - 1).collect::<String>())
     }
 }
 
@@ -217,7 +226,7 @@ pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
         ideas.push(Idea {
             reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: IdeaKind::Reminder,
-            title: format!("Reminder: {task}"),
+            title: bounded(&format!("Reminder: {task}"), MAX_TITLE),
             why_now,
             due,
             evidence: vec![signal.id],
@@ -266,12 +275,12 @@ pub fn promises(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
             .and_then(|c| c.title.clone())
             .unwrap_or_else(|| conversation.unwrap_or("someone").to_owned());
         let overdue = found.at <= ctx.now;
-        let title = format!("You promised {to}: {what}");
+        let full = format!("You promised {to}: {what}");
         ideas.push(Idea {
             reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: IdeaKind::Promise,
-            action: serde_json::json!({"kind": "reminder", "text": title, "at": found.at}),
-            title,
+            title: bounded(&full, MAX_TITLE),
+            action: serde_json::json!({"kind": "reminder", "text": full, "at": found.at}),
             why_now: if overdue {
                 format!("it was due {} and nothing says it was done", local(found.at, ctx.timezone))
             } else {
@@ -450,12 +459,12 @@ pub fn watched(signals: &[Signal], memories: &[crate::memory::Memory], _ctx: &Co
                 continue;
             }
             let who = s.actor.as_ref().map_or("someone".to_owned(), |a| a.name.clone().unwrap_or_else(|| a.id.clone()));
-            let title = format!("Watched: {} — {who}: “{}”", memory.content, excerpt(&s.text));
+            let full = format!("Watched: {} — {who}: “{}”", memory.content, excerpt(&s.text));
             ideas.push(Idea {
                 reflector: crate::reflect::detect::Reflector::Deterministic,
                 kind: IdeaKind::WatchItem,
-                action: note(title.clone()),
-                title,
+                title: bounded(&full, MAX_TITLE),
+                action: note(full),
                 why_now: format!("you asked to watch for “{}”, and {who} just wrote about it", memory.content),
                 due: None,
                 evidence: vec![s.id],
@@ -485,7 +494,7 @@ pub fn ageing_approvals(approvals: &[crate::actions::Approval], ctx: &Context) -
         ideas.push(Idea {
             reflector: crate::reflect::detect::Reflector::Deterministic,
             kind: IdeaKind::AgeingApproval,
-            title: format!("Waiting for your approval: {what}"),
+            title: bounded(&format!("Waiting for your approval: {what}"), MAX_TITLE),
             why_now: format!(
                 "asked {} ago ({}); it expires in {} and will not run unless you approve it",
                 humanize(waited),

@@ -126,6 +126,69 @@ impl Store {
         Ok(())
     }
 
+    /// A running task whose effect is now queued in a channel's outbox: `delivering`, with
+    /// what was queued as its output so far.
+    pub async fn task_delivering(&self, id: TaskId, output: &serde_json::Value) -> Result<(), StoreError> {
+        let now = to_millis(self.clock().now());
+        let output = output.to_string();
+        in_write_tx!(self, actions_sql, |tx, sql| {
+            let to = TaskState::Delivering;
+            if sql::move_task(&mut tx, id, &[TaskState::Running], to, now, Some(&output), None).await? {
+                sql::add_event(&mut tx, id, to, "queued for delivery", now).await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Moves a `delivering` task on once its outbox parts say how it went: `succeeded`
+    /// when every part is sent, `failed` with the platform's words when one was given up
+    /// or may not have arrived. Returns the task's state; nothing changes while parts wait.
+    pub async fn settle_task_delivery(&self, id: TaskId) -> Result<Option<TaskState>, StoreError> {
+        use crate::outbox::OutboundState;
+        let now = to_millis(self.clock().now());
+        Ok(in_write_tx!(self, actions_sql, |tx, sql| {
+            let parts = sql::outbox::task_parts(&mut tx, id).await?;
+            let total = parts.len();
+            let sent = parts.iter().filter(|p| p.state == OutboundState::Sent.as_str()).count();
+            let lost = parts.iter().enumerate().find(|(_, p)| {
+                p.state == OutboundState::Failed.as_str() || p.state == OutboundState::Uncertain.as_str()
+            });
+            let (to, note, error) = match lost {
+                Some((n, part)) => {
+                    // The parts after a lost one would read as a message with a hole.
+                    for later in parts.iter().skip(n + 1).filter(|p| p.state == OutboundState::Queued.as_str()) {
+                        let why = format!("not sent: part {} of {total} was not delivered", n + 1);
+                        let (queued, failed) = (OutboundState::Queued, OutboundState::Failed);
+                        sql::outbox::finish(&mut tx, later.id, queued, failed, now, None, None, Some(&why)).await?;
+                    }
+                    let why = part.last_error.clone().unwrap_or_else(|| part.state.clone());
+                    let error = if total > 1 {
+                        format!("not delivered: part {} of {total} ({sent} sent): {why}", n + 1)
+                    } else {
+                        format!("not delivered: {why}")
+                    };
+                    (TaskState::Failed, format!("failed: {error}"), Some(error))
+                }
+                None if total > 0 && sent == total => {
+                    let note = if total > 1 { format!("delivered in {total} parts") } else { "delivered".to_owned() };
+                    (TaskState::Succeeded, note, None)
+                }
+                None => {
+                    let state = sql::task(&mut tx, id).await?.map(|t| t.state);
+                    return Ok(state.and_then(|s| TaskState::parse(&s)));
+                }
+            };
+            if sql::move_task(&mut tx, id, &[TaskState::Delivering], to, now, None, error.as_deref()).await? {
+                sql::add_event(&mut tx, id, to, &note, now).await?;
+                let detail = serde_json::json!({"parts": total, "sent": sent, "error": error});
+                sql::audit(&mut tx, now, SELF, &format!("task.{}", to.as_str()), &format!("task:{id}"), &detail)
+                    .await?;
+            }
+            let state = sql::task(&mut tx, id).await?.map(|t| t.state);
+            state.and_then(|s| TaskState::parse(&s))
+        }))
+    }
+
     /// After a restart: tasks left `running` may have had their effect, so they are failed
     /// (saying so), never run again. Returns their ids.
     pub async fn fail_interrupted_tasks(&self) -> Result<Vec<TaskId>, StoreError> {
@@ -134,6 +197,15 @@ impl Store {
         Ok(in_write_tx!(self, actions_sql, |tx, sql| {
             let mut failed = Vec::new();
             for row in sql::tasks(&mut tx, &[TaskState::Running], 10_000).await? {
+                // Its message was queued before the crash: the outbox will deliver it, and
+                // the parts settle the task.
+                if !sql::outbox::task_parts(&mut tx, row.id).await?.is_empty() {
+                    let to = TaskState::Delivering;
+                    if sql::move_task(&mut tx, row.id, &[TaskState::Running], to, now, None, None).await? {
+                        sql::add_event(&mut tx, row.id, to, "queued for delivery before a restart", now).await?;
+                    }
+                    continue;
+                }
                 if sql::move_task(&mut tx, row.id, &[TaskState::Running], TaskState::Failed, now, None, Some(why))
                     .await?
                 {

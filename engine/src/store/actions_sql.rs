@@ -189,6 +189,8 @@ macro_rules! actions_sql {
             use crate::actions::{ApprovalState, NewTask, TaskState};
             /// Suggestions, for retiring the reminder about an approval once it is decided.
             pub(crate) use crate::store::intel_sql::$module as intel;
+            /// The outbox, for a `delivering` task's parts.
+            pub(crate) use crate::store::outbox_sql::$module as outbox;
 
             type Conn = <$db as sqlx::Database>::Connection;
 

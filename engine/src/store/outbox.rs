@@ -13,6 +13,20 @@ use crate::outbox::{NewOutbound, Outbound, OutboundId, OutboundState, Verificati
 const MAX_KEY_BYTES: usize = 512;
 const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
+/// A send the outbox can take: a channel, a key of a sane length, a payload of one message.
+fn validate(new: &NewOutbound) -> Result<(), StoreError> {
+    if new.channel.trim().is_empty() {
+        return Err(StoreError::InvalidOutbound("the channel is empty".into()));
+    }
+    if new.dedupe_key.trim().is_empty() || new.dedupe_key.len() > MAX_KEY_BYTES {
+        return Err(StoreError::InvalidOutbound(format!("the dedupe key must be 1 to {MAX_KEY_BYTES} bytes")));
+    }
+    if new.payload.to_string().len() > MAX_PAYLOAD_BYTES {
+        return Err(StoreError::InvalidOutbound(format!("the payload is over {MAX_PAYLOAD_BYTES} bytes")));
+    }
+    Ok(())
+}
+
 fn rows(rows: Vec<OutboundRow>) -> Result<Vec<Outbound>, StoreError> {
     Ok(rows.into_iter().map(OutboundRow::into_outbound).collect::<Result<_, _>>()?)
 }
@@ -21,21 +35,30 @@ impl Store {
     /// Queues a send. Returns its id and whether it is new: the same `dedupe_key` again
     /// answers the first one's id and queues nothing.
     pub async fn enqueue(&self, new: &NewOutbound) -> Result<(OutboundId, bool), StoreError> {
-        if new.channel.trim().is_empty() {
-            return Err(StoreError::InvalidOutbound("the channel is empty".into()));
-        }
-        if new.dedupe_key.trim().is_empty() || new.dedupe_key.len() > MAX_KEY_BYTES {
-            return Err(StoreError::InvalidOutbound(format!("the dedupe key must be 1 to {MAX_KEY_BYTES} bytes")));
-        }
-        if new.payload.to_string().len() > MAX_PAYLOAD_BYTES {
-            return Err(StoreError::InvalidOutbound(format!("the payload is over {MAX_PAYLOAD_BYTES} bytes")));
-        }
+        validate(new)?;
         let now = to_millis(self.clock().now());
         Ok(in_write_tx!(self, outbox_sql, |tx, sql| {
             match sql::insert(&mut tx, new, now).await? {
                 Some(id) => (id, true),
                 None => (sql::id_of(&mut tx, &new.dedupe_key).await?, false),
             }
+        }))
+    }
+
+    /// Queues several sends in one commit, in order (the parts of one message): all of
+    /// them or, on an error, none. Returns their ids; a key queued already answers its id.
+    pub async fn enqueue_all(&self, all: &[NewOutbound]) -> Result<Vec<OutboundId>, StoreError> {
+        all.iter().try_for_each(validate)?;
+        let now = to_millis(self.clock().now());
+        Ok(in_write_tx!(self, outbox_sql, |tx, sql| {
+            let mut ids = Vec::with_capacity(all.len());
+            for new in all {
+                ids.push(match sql::insert(&mut tx, new, now).await? {
+                    Some(id) => id,
+                    None => sql::id_of(&mut tx, &new.dedupe_key).await?,
+                });
+            }
+            ids
         }))
     }
 
@@ -82,6 +105,13 @@ impl Store {
     /// Records a send that went through. False if it was not `sending` (recorded already).
     pub async fn outbound_sent(&self, id: OutboundId, platform_ref: &str) -> Result<bool, StoreError> {
         self.finish_outbound(id, OutboundState::Sending, OutboundState::Sent, None, Some(platform_ref), None).await
+    }
+
+    /// The task a send delivers a part of (`task:{id}:message[:n]`), if any.
+    pub fn task_of(outbound: &Outbound) -> Option<crate::actions::TaskId> {
+        let rest = outbound.dedupe_key.strip_prefix("task:")?;
+        let (id, what) = rest.split_once(':')?;
+        (what == "message" || what.starts_with("message:")).then(|| id.parse().ok()).flatten()
     }
 
     /// Puts a failed send back in the queue until `at`.

@@ -8,18 +8,18 @@ pub(crate) const OUTBOX_COLUMNS: &str = "id, channel, dedupe_key, payload, state
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct OutboundRow {
-    id: i64,
+    pub(crate) id: i64,
     channel: String,
     pub(crate) dedupe_key: String,
     payload: String,
-    state: String,
+    pub(crate) state: String,
     attempts: i64,
     next_attempt_at: i64,
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
     platform_ref: Option<String>,
-    last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 impl OutboundRow {
@@ -96,6 +96,17 @@ macro_rules! outbox_sql {
                 q.push(format!(" AND {column} = ")).push_bind(value.to_owned());
                 q.push(" ORDER BY id DESC LIMIT 1");
                 q.build_query_as().fetch_optional(&mut *conn).await
+            }
+
+            /// The parts a task's message was queued as (`task:{id}:message` and
+            /// `task:{id}:message:{n}`), in order.
+            pub(crate) async fn task_parts(conn: &mut Conn, task: i64) -> Result<Vec<OutboundRow>, sqlx::Error> {
+                let key = format!("task:{task}:message");
+                let mut q = QueryBuilder::<$db>::new(format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE dedupe_key = "));
+                q.push_bind(key.clone());
+                q.push(" OR dedupe_key LIKE ").push_bind(format!("{key}:%"));
+                q.push(" ORDER BY id");
+                q.build_query_as().fetch_all(&mut *conn).await
             }
 
             /// A small per-channel fact (an update offset), if set.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::Duration;
-use loopgate_engine::actions::{ApprovalState, DecideError, Executor, Task, TaskState, Verdict};
+use loopgate_engine::actions::{ApprovalState, DecideError, Executed, Executor, Task, TaskState, Verdict};
 use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::suggestion::{Claimant, Responder, Response, Suggestion, SuggestionState};
 use loopgate_engine::{Clock, Retention};
@@ -30,10 +30,10 @@ impl Executor for Counting {
     fn execute<'a>(
         &'a self,
         task: &'a Task,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Executed, String>> + Send + 'a>> {
         self.0.fetch_add(1, Ordering::SeqCst);
         let target = task.target.clone();
-        Box::pin(async move { Ok(serde_json::json!({"sent_to": target})) })
+        Box::pin(async move { Ok(Executed::Done(serde_json::json!({"sent_to": target}))) })
     }
 }
 

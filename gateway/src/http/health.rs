@@ -15,7 +15,8 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers and every configured channel is receiving.
+/// Ready when the database answers, every configured channel is receiving (and its
+/// delivery place takes messages), and no background worker is down after a panic.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => json!({"ok": true, "backend": state.store.backend()}),
@@ -27,12 +28,15 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     let now_ms = loopgate_channels::wall_clock_ms();
     let channels: Vec<_> = state.channels.iter().map(|c| c.report(now_ms)).collect();
-    let ready = database["ok"] == true && channels.iter().all(|c| c.live);
+    let ready = database["ok"] == true && channels.iter().all(|c| c.live) && state.workers.all_running();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (
-        status,
-        Json(json!({"status": if ready { "ready" } else { "unready" }, "database": database, "channels": channels})),
-    )
+    let body = json!({
+        "status": if ready { "ready" } else { "unready" },
+        "database": database,
+        "channels": channels,
+        "workers": state.workers.report(),
+    });
+    (status, Json(body))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

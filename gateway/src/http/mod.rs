@@ -49,6 +49,8 @@ pub struct AppState {
     pub discord: Option<Arc<loopgate_channels::discord::Discord>>,
     pub email: Option<Arc<loopgate_channels::email::Email>>,
     pub workflows: Arc<Vec<loopgate_engine::workflow::Workflow>>,
+    /// The background workers, for `/readyz`: a panicked one is restarted and shown.
+    pub workers: crate::supervise::Workers,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
