@@ -12,7 +12,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use loopgate_engine::actions::{Approval, ApprovalState, DecideError, TaskState, Verdict};
 use loopgate_engine::intelligence::Intelligence;
-use loopgate_engine::memory::{MemoryCandidate, MemoryKind};
+use loopgate_engine::memory::MemoryCandidate;
 use loopgate_engine::suggestion::{Claimant, RespondError, Responded, Response, Suggestion, SuggestionState};
 use loopgate_engine::{MemoryQuery, RememberOutcome, StoreError};
 use loopgate_policies::ActionView;
@@ -35,6 +35,14 @@ pub enum Button {
     Dismiss(i64),
     Approve(i64),
     Deny(i64),
+    /// Moves a reminder still waiting for its time (under its acknowledgement).
+    Move(i64, Preset),
+    /// Cancels a reminder still waiting for its time.
+    Cancel(i64),
+    /// Sends the draft reply shown (through policy and approval, as every message).
+    Send(i64),
+    /// Throws the draft reply away.
+    Discard(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +101,10 @@ impl Button {
             Button::Dismiss(id) => format!("s:{id}:dismiss"),
             Button::Approve(id) => format!("a:{id}:approve"),
             Button::Deny(id) => format!("a:{id}:deny"),
+            Button::Move(id, preset) => format!("s:{id}:at:{}", preset.code()),
+            Button::Cancel(id) => format!("s:{id}:cancel"),
+            Button::Send(id) => format!("s:{id}:send"),
+            Button::Discard(id) => format!("s:{id}:discard"),
         }
     }
 
@@ -115,6 +127,10 @@ impl Button {
             ("s", "dismiss", None) => Button::Dismiss(id),
             ("a", "approve", None) => Button::Approve(id),
             ("a", "deny", None) => Button::Deny(id),
+            ("s", "at", Some(code)) => Button::Move(id, Preset::ALL.into_iter().find(|p| p.code() == code)?),
+            ("s", "cancel", None) => Button::Cancel(id),
+            ("s", "send", None) => Button::Send(id),
+            ("s", "discard", None) => Button::Discard(id),
             _ => return None,
         };
         Some(button)
@@ -203,9 +219,40 @@ const MAX_WHY: usize = 400;
 const MAX_EVIDENCE_LINE: usize = 160;
 const MAX_ACTION: usize = 700;
 
+pub use loopgate_engine::request::reminder_when;
+
+/// The task of a reminder, from its title.
+fn reminder_task(s: &Suggestion) -> &str {
+    s.title.strip_prefix("Reminder: ").unwrap_or(&s.title)
+}
+
+/// A reminder the owner asked for, as acknowledged: what and when (buttons move or cancel
+/// it while it waits); once cancelled, that.
+fn reminder_text(s: &Suggestion, now: DateTime<Utc>, timezone: Tz, markup: Markup) -> Option<String> {
+    let task = markup.escape(&shorten(reminder_task(s), MAX_TITLE));
+    if loopgate_engine::request::reminder_waiting(s) {
+        let at = s.snoozed_until.or(s.due_at)?;
+        return Some(format!("⏰ {}: {task}", markup.bold(&markup.escape(&reminder_when(at, now, timezone)))));
+    }
+    if s.class == "reminder" && s.state == SuggestionState::Superseded && s.decision.is_some() {
+        return Some(format!("✖️ {}: {task}", markup.bold("Cancelled")));
+    }
+    None
+}
+
 /// A suggestion as posted, and, once it is no longer open, its outcome (what, via which
-/// channel, by whom, when).
+/// channel, by whom, when). A reminder the owner asked for reads as its acknowledgement
+/// while it waits.
 pub fn suggestion_text(s: &Suggestion, timezone: Tz, markup: Markup) -> String {
+    // Relative to its last change ("Today", "Tomorrow"): that is when this text is shown,
+    // on the engine's clock.
+    if let Some(text) = reminder_text(s, s.updated_at, timezone, markup) {
+        return text;
+    }
+    card_text(s, timezone, markup)
+}
+
+fn card_text(s: &Suggestion, timezone: Tz, markup: Markup) -> String {
     let e = |t: &str| markup.escape(t);
     let short = |t: &str, max: usize| e(&shorten(t, max));
     let mut text = format!("💡 {}\n{}", markup.bold(&short(&s.title, MAX_TITLE)), short(&s.why_now, MAX_WHY));
@@ -288,6 +335,9 @@ pub enum Pressed {
     /// A button that opens something (snooze presets, back, the edit form) on a
     /// suggestion that is open and that the presser may answer.
     Open(Box<Suggestion>),
+    /// Act on a reply that has no words yet: the owner's words are asked for (as Edit
+    /// does), or the model's draft is shown to send, edit or discard.
+    AskWords(Box<Suggestion>, Option<String>),
 }
 
 /// What pressing `button` does, for `claimant`. The engine decides and authorizes; a
@@ -300,7 +350,33 @@ pub async fn press(
     wait: StdDuration,
 ) -> Result<Pressed, StoreError> {
     let response = match button {
-        Button::Act(_) => Response::Act,
+        Button::Act(id) => match open(intelligence, id, claimant).await? {
+            Pressed::Open(s) if loopgate_engine::request::needs_words(&s) => {
+                let draft = intelligence.draft_reply(&s).await;
+                if let Some(draft) = &draft {
+                    intelligence.keep_draft(id, draft).await?;
+                }
+                return Ok(Pressed::AskWords(s, draft));
+            }
+            Pressed::Refused(why) => return Ok(Pressed::Refused(why)),
+            _ => Response::Act,
+        },
+        Button::Send(id) => {
+            let Pressed::Open(s) = open(intelligence, id, claimant).await? else {
+                return open(intelligence, id, claimant).await;
+            };
+            let Some(draft) = intelligence.take_draft(id).await? else {
+                return Ok(Pressed::Refused("This draft is gone; press Act for a new one.".into()));
+            };
+            match edit_response(&s, &draft) {
+                Ok(response) => return respond(intelligence, id, response, claimant, timezone, wait).await,
+                Err(why) => return Ok(Pressed::Refused(capitalize(&why))),
+            }
+        }
+        Button::Discard(id) => {
+            intelligence.take_draft(id).await?;
+            return Ok(Pressed::Done("Draft discarded.".into()));
+        }
         Button::Dismiss(_) => Response::Dismiss,
         Button::Snooze(_, preset) => {
             Response::Snooze { until: preset.until(intelligence.store().clock().now(), timezone) }
@@ -309,6 +385,19 @@ pub async fn press(
         Button::Approve(id) | Button::Deny(id) => {
             let verdict = if matches!(button, Button::Approve(_)) { Verdict::Approve } else { Verdict::Deny };
             return decide(intelligence, id, verdict, claimant, wait).await;
+        }
+        Button::Move(id, preset) => {
+            let now = intelligence.store().clock().now();
+            return Ok(match intelligence.move_reminder(id, preset.until(now, timezone), claimant).await? {
+                Ok(at) => Pressed::Done(format!("⏰ Moved to {}", reminder_when(at, now, timezone))),
+                Err(why) => Pressed::Refused(why),
+            });
+        }
+        Button::Cancel(id) => {
+            return Ok(match intelligence.cancel_reminder(id, claimant).await? {
+                Ok(()) => Pressed::Done("Cancelled.".into()),
+                Err(why) => Pressed::Refused(why),
+            });
         }
     };
     let id = match button {
@@ -485,21 +574,12 @@ impl Commands<'_> {
 
     fn help(&self) -> String {
         let m = self.markup;
-        let b = |t: &str| m.bold(t);
         format!(
-            "I'm loopgate. I post suggestions here with buttons: {}, {}, {}, {}; approvals come with {} and {}.\n\n\
-             /suggestions — what is waiting for you\n\
+            "{}\n\n/suggestions — what is waiting for you\n\
              /memory {} — what I remember about something\n\
              /remember {} — remember something\n\
-             /pause — stop thinking until /resume\n\
-             /stop — stop everything: no tasks, nothing dispatched\n\
-             /resume — carry on",
-            b("Act"),
-            b("Edit"),
-            b("Snooze"),
-            b("Dismiss"),
-            b("Approve"),
-            b("Deny"),
+             /pause, /stop, /resume — the kill switch",
+            m.escape(loopgate_engine::request::capabilities()),
             m.escape("<words>"),
             m.escape("<text>"),
         )
@@ -557,6 +637,39 @@ pub fn parse_command(text: &str) -> Option<Command> {
     Some(Command { name, argument: argument.trim().to_owned() })
 }
 
+/// How to answer what the owner said to loopgate in chat.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A reminder was set: acknowledge it with its time and buttons to move or cancel it.
+    Acknowledge(Box<Suggestion>),
+    /// Answer with this (plain text, to escape).
+    Text(String),
+    /// A conversation, not a request: the model answers, or a line without one.
+    Chat,
+    /// Nothing to say: the message already posted shows the change (an edited request).
+    Nothing,
+}
+
+/// Carries out what the owner's message asks (a request is a command, taken at once) and
+/// says how to answer it. `said.edits` marks an edit of an earlier message.
+pub async fn owner_said(
+    intelligence: &Intelligence,
+    said: &loopgate_engine::request::Said<'_>,
+) -> Result<Reply, StoreError> {
+    use loopgate_engine::request::Handled;
+    Ok(match intelligence.handle_request(said).await? {
+        Handled::Reminder { moved: true, .. } | Handled::Cancelled { .. } => Reply::Nothing,
+        Handled::Reminder { id, .. } => match intelligence.store().suggestion(id).await? {
+            Some(s) => Reply::Acknowledge(Box::new(s)),
+            None => Reply::Nothing,
+        },
+        Handled::AskWhen { task } => Reply::Text(format!("When should I remind you to {task}?")),
+        Handled::Answer(text) => Reply::Text(text),
+        Handled::NotARequest if said.edits.is_some() => Reply::Nothing,
+        Handled::NotARequest => Reply::Chat,
+    })
+}
+
 /// The owner's chat message to answer, from any platform.
 pub struct ChatTurn {
     pub source: &'static str,
@@ -598,19 +711,7 @@ impl ChatTurn {
     }
 }
 
-/// "never …", "don't …" read as constraints; "watch …", "tell me when …" as watch items;
-/// anything else the owner asks to remember is a preference.
-pub fn kind_of_note(text: &str) -> MemoryKind {
-    let lower = text.trim().to_lowercase();
-    let starts = |prefixes: &[&str]| prefixes.iter().any(|p| lower.starts_with(p));
-    if starts(&["never ", "don't ", "dont ", "do not ", "always ", "only "]) {
-        MemoryKind::Constraint
-    } else if starts(&["watch ", "tell me when ", "let me know when ", "keep an eye on "]) {
-        MemoryKind::WatchItem
-    } else {
-        MemoryKind::Preference
-    }
-}
+pub use loopgate_engine::request::kind_of_note;
 
 /// Runs `work` in its own task and waits at most `limit` for it; it carries on either way.
 pub async fn within<T: Send + 'static>(
@@ -697,12 +798,5 @@ mod tests {
             Markup::Markdown.escape("**hi** <@123> `x` ||spoiler|| [a](b) \\"),
             r"\*\*hi\*\* \<@123\> \`x\` \|\|spoiler\|\| \[a\]\(b\) \\"
         );
-    }
-
-    #[test]
-    fn notes_from_chat_get_a_kind() {
-        assert_eq!(kind_of_note("Never book meetings before 10"), MemoryKind::Constraint);
-        assert_eq!(kind_of_note("tell me when the invoice from ACME arrives"), MemoryKind::WatchItem);
-        assert_eq!(kind_of_note("I prefer tea"), MemoryKind::Preference);
     }
 }

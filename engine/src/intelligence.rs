@@ -136,6 +136,9 @@ pub struct Intelligence {
     pub(crate) executor: Arc<dyn Executor>,
     /// The owner's model, when one is configured (see [`crate::model`]).
     model: std::sync::OnceLock<Arc<dyn crate::model::Model>>,
+    /// Nudged when something got a time (a reminder set, moved or cancelled), so the
+    /// heartbeat's due timer is re-armed at once rather than at its next look.
+    due: tokio::sync::Notify,
 }
 
 impl Intelligence {
@@ -150,6 +153,7 @@ impl Intelligence {
             settings,
             pulse_lock: Mutex::new(()),
             next_pulse_at: Default::default(),
+            due: tokio::sync::Notify::new(),
             executor,
             model: std::sync::OnceLock::new(),
         })
@@ -170,6 +174,34 @@ impl Intelligence {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Wakes whoever waits in [`Intelligence::due_changed_wait`]: a time was set or moved.
+    pub fn due_changed(&self) {
+        self.due.notify_waiters();
+        self.due.notify_one();
+    }
+
+    /// Resolves when a time was set or moved since (or just before) the call.
+    pub async fn due_changed_wait(&self) {
+        self.due.notified().await;
+    }
+
+    /// Brings back what is due now — reminders the owner asked for, snoozes they chose,
+    /// promises with a deadline — at its time: quiet hours, cooldown and budget hold back
+    /// only inferred work, and these times were set by the owner. Nothing moves while the
+    /// kill switch is on. Returns the suggestions that came due.
+    pub async fn release_due(&self) -> Result<Vec<SuggestionId>, StoreError> {
+        if self.store.heartbeat_state().await?.paused {
+            return Ok(Vec::new());
+        }
+        let settings = &self.settings;
+        let upkeep =
+            self.store.upkeep(settings.rules.timezone, settings.expires_after, settings.ignore_after, true).await?;
+        if !upkeep.came_due.is_empty() {
+            tracing::info!(came_due = ?upkeep.came_due, "due at their time");
+        }
+        Ok(upkeep.came_due)
     }
 
     /// Told by the timer, for the status.

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod model;
 pub mod outbox;
 pub mod reflect;
+pub mod request;
 pub mod schedule;
 pub mod signal;
 pub mod store;

@@ -227,8 +227,10 @@ impl Intelligence {
                 by_model: true,
                 fallback: None,
             },
-            Ok(_) => self.without_model(&memories, "the model gave an empty answer".into()),
-            Err(error) => self.without_model(&memories, error.to_string()),
+            Ok(_) => {
+                self.without_model(source, conversation, text, &memories, "the model gave an empty answer".into()).await
+            }
+            Err(error) => self.without_model(source, conversation, text, &memories, error.to_string()).await,
         }
     }
 
@@ -263,18 +265,31 @@ impl Intelligence {
         found
     }
 
-    fn without_model(&self, memories: &[crate::store::MemoryHit], why: String) -> ChatAnswer {
+    /// Without a model (or when it failed): a one-line answer that fits what was said,
+    /// what is remembered about it, and — at most once a day per conversation, unasked —
+    /// what loopgate can do.
+    async fn without_model(
+        &self,
+        source: &str,
+        conversation: &str,
+        said: &str,
+        memories: &[crate::store::MemoryHit],
+        why: String,
+    ) -> ChatAnswer {
         let mut text = if self.model().is_none() {
-            "Noted — it is in my signals. I have no model to chat with, so here is what I can do: \
-             /suggestions shows what waits for you, /memory <words> searches what I remember, \
-             /remember <text> keeps something, /pause, /resume and /stop control me."
-                .to_owned()
+            crate::request::small_talk(said).to_owned()
         } else {
-            format!(
-                "Noted — it is in my signals. I cannot chat right now ({why}); /suggestions, /memory <words> and \
-                 /remember <text> still work."
-            )
+            format!("{} (I cannot chat right now: {why}.)", crate::request::small_talk(said))
         };
+        let today = self.store().clock().now().with_timezone(&self.settings().rules.timezone).date_naive().to_string();
+        let key = format!("capabilities:{source}:{conversation}");
+        let shown = self.store().channel_state("requests", &key).await.ok().flatten();
+        if shown.as_deref() != Some(today.as_str())
+            && self.store().set_channel_state("requests", &key, &today).await.is_ok()
+        {
+            text.push_str("\n\n");
+            text.push_str(crate::request::capabilities());
+        }
         if !memories.is_empty() {
             text.push_str("\n\nWhat I remember about that:");
             for hit in memories.iter().take(3) {

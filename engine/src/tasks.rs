@@ -64,7 +64,21 @@ impl Intelligence {
             Response::Snooze { .. } | Response::Dismiss => return Ok(None),
         };
         let suggestion = self.store.suggestion(id).await?.ok_or(RespondError::NotFound(id))?;
-        let action = edited.cloned().unwrap_or(suggestion.action);
+        // A reply raised without words (the owner's to write) never queues an empty
+        // message. Chat buttons ask for the words (or show the model's draft) before
+        // acting; an act that still has none (the API, the CLI) is taken as "I'll reply
+        // myself": acted on, learned from, nothing sent. An edit must bring words.
+        let wordless = |a: &serde_json::Value| {
+            a.get("kind").and_then(|k| k.as_str()) == Some("message")
+                && a.get("text").and_then(|t| t.as_str()).is_none_or(|t| t.trim().is_empty())
+        };
+        let action = edited.cloned().unwrap_or_else(|| suggestion.action.clone());
+        if wordless(&action) {
+            return match edited {
+                Some(_) => Err(RespondError::Invalid("text: an edited message needs the words to send".into())),
+                None => Ok(None),
+            };
+        }
         let reason = format!("{verb} suggestion {id}: {}", suggestion.title);
         self.new_task(&action, &reason, &format!("suggestion:{id}"), responder).map(Some).map_err(RespondError::Invalid)
     }

@@ -99,8 +99,10 @@ impl Application {
         let sweeper = supervised
             .spawn("sweeper", stop_rx.clone(), move || sweep_expired(sweep_store.clone(), every, stop.clone()));
         let (intelligence, every, stop) = (state.intelligence.clone(), settings.heartbeat_interval, stop_rx.clone());
-        let heartbeat =
-            supervised.spawn("heartbeat", stop_rx.clone(), move || beat(intelligence.clone(), every, stop.clone()));
+        let deliveries: Vec<_> = channels.iter().map(|(_, wakes)| wakes.deliveries.clone()).collect();
+        let heartbeat = supervised.spawn("heartbeat", stop_rx.clone(), move || {
+            beat(intelligence.clone(), every, deliveries.clone(), stop.clone())
+        });
         let mut workers =
             crate::workflows::start(&state.intelligence, &settings.workflows, settings.timezone, &stop_rx);
         for (channel, wakes) in channels {
@@ -235,15 +237,35 @@ async fn sweep_expired(store: Store, every: Duration, mut stop: watch::Receiver<
     }
 }
 
+/// How often the due timer looks again for something that got a time elsewhere (the CLI,
+/// another process), besides being nudged by this one.
+const DUE_LOOK: Duration = Duration::from_secs(2);
+
 /// The heartbeat's timer. The first pulse comes one interval after start, so a restart
-/// loop cannot turn into a reflection loop.
-async fn beat(intelligence: Arc<Intelligence>, every: Duration, mut stop: watch::Receiver<bool>) {
+/// loop cannot turn into a reflection loop. Beside it, a timer armed for the next thing
+/// with a time (a reminder, a snooze) brings it back at that time, not at the next pulse.
+async fn beat(
+    intelligence: Arc<Intelligence>,
+    every: Duration,
+    deliveries: Vec<Arc<tokio::sync::Notify>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let start = tokio::time::Instant::now() + every;
     let mut tick = tokio::time::interval_at(start, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let next = |i: &Intelligence| chrono::Duration::from_std(every).ok().map(|d| i.store().clock().now() + d);
     intelligence.set_next_pulse(next(&intelligence));
+    let wake_channels = || deliveries.iter().for_each(|d| d.notify_one());
     loop {
+        let now = intelligence.store().clock().now();
+        let due = match intelligence.store().next_due_at().await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read when the next item is due");
+                None
+            }
+        };
+        let until_due = due.map_or(DUE_LOOK, |at| (at - now).to_std().unwrap_or(Duration::ZERO).min(DUE_LOOK));
         tokio::select! {
             _ = tick.tick() => {
                 match intelligence.pulse(false).await {
@@ -251,7 +273,18 @@ async fn beat(intelligence: Arc<Intelligence>, every: Duration, mut stop: watch:
                     Err(error) => tracing::warn!(%error, "pulse failed"),
                 }
                 intelligence.set_next_pulse(next(&intelligence));
+                wake_channels();
             }
+            () = tokio::time::sleep(until_due) => {
+                if due.is_some_and(|at| at <= intelligence.store().clock().now()) {
+                    match intelligence.release_due().await {
+                        Ok(came) if !came.is_empty() => wake_channels(),
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, "bringing back what is due failed"),
+                    }
+                }
+            }
+            () = intelligence.due_changed_wait() => {}
             () = stopped(&mut stop) => return,
         }
     }

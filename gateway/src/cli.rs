@@ -598,12 +598,31 @@ async fn signal(settings: Settings, args: SignalArgs) -> anyhow::Result<()> {
         source,
     };
     let store = open_store(&settings).await?;
-    let outcome = store.ingest(signal).await;
+    let outcome = store.ingest(signal.clone()).await;
+    // The owner's own request is a command, taken now; the server's due timer posts a
+    // reminder at its time.
+    let reply = match &outcome {
+        Ok(outcome) => {
+            let intelligence =
+                loopgate_engine::intelligence::Intelligence::new(store.clone(), settings.intelligence.clone());
+            intelligence.handle_owner_signal(outcome.id, &signal).await
+        }
+        Err(_) => Ok(None),
+    };
     store.close().await;
-    let outcome = outcome?;
+    let (outcome, reply) = (outcome?, reply?);
     if args.json {
-        println!("{}", serde_json::to_string(&outcome)?);
-    } else if outcome.duplicate {
+        let mut body = serde_json::to_value(outcome)?;
+        if let Some(reply) = &reply {
+            body["reply"] = reply.clone().into();
+        }
+        println!("{body}");
+        return Ok(());
+    }
+    if let Some(reply) = &reply {
+        println!("{reply}");
+    }
+    if outcome.duplicate {
         println!("signal {} was already recorded (duplicate)", outcome.id);
     } else if outcome.merged {
         println!("signal {} recorded (merged with an earlier identical signal)", outcome.id);

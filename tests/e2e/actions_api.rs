@@ -171,18 +171,16 @@ async fn auto_create_acts_only_on_what_passes_the_gate_and_only_when_turned_on()
         let clock = ManualClock::new(start());
         let app = app_at(&clock, |c| c.suggestions.auto_create = enabled).await;
         let now = loopgate_engine::Clock::now(&clock);
-        // The owner asks for a reminder (a note to self: low risk), and a friend asks a
-        // question (a message to someone else: medium risk, policy asks).
+        // The owner promises something (a reminder to self: low risk), and a friend asks a
+        // question (a message to someone else: medium risk, policy asks). (An owner's own
+        // "remind me" is a command, set when said: it is not a suggestion to act on.)
         let owner = crate::intelligence::OWNER;
-        ingest(&app, message("r1", owner, "Nelly", owner, 30, now, "remind me to call the plumber tomorrow at 9"))
-            .await;
+        ingest(&app, message("r1", owner, "Nelly", "88", 30, now, "I'll call the plumber tomorrow at 9")).await;
         ingest(&app, message("q1", "77", "Dana", "77", 300, now, "Could you send me the contract by Friday?")).await;
         pulse(&app).await;
         let all = suggestions(&app, "scheduled,active,acted").await;
-        let reminder = all
-            .iter()
-            .find(|s| s["class"] == "reminder")
-            .unwrap_or_else(|| panic!("a reminder suggestion in {all:#?}"));
+        let reminder =
+            all.iter().find(|s| s["class"] == "promise").unwrap_or_else(|| panic!("a promise suggestion in {all:#?}"));
         let reply = all.iter().find(|s| s["action"]["kind"] == "message").expect("a reply suggestion");
         assert_eq!(reply["state"], "active", "a message is never created on its own");
         if enabled {

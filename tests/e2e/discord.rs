@@ -147,14 +147,22 @@ async fn chat_messages_become_signals_and_the_bot_answers_in_chat() {
 
     // The owner's DM is answered (without a model: what loopgate can do); a typed command
     // is answered; a stranger's command is refused and changes nothing.
-    let answer = fake
-        .wait_for("the answer to the owner's message", |f| {
-            f.ok_calls("POST /channels/*/messages")
+    let answers = fake
+        .wait_for("the answers to the owner's two messages", |f| {
+            let answers: Vec<String> = f
+                .ok_calls("POST /channels/*/messages")
                 .into_iter()
-                .find(|c| c.body["message_reference"]["message_id"] == "2001")
+                .filter(|c| {
+                    ["2001", "2008"].contains(&c.body["message_reference"]["message_id"].as_str().unwrap_or(""))
+                })
+                .map(|c| c.body["content"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            (answers.len() == 2).then_some(answers)
         })
         .await;
-    assert!(answer.body["content"].as_str().unwrap().contains("no model to chat with"), "{:?}", answer.body);
+    // Without a model: a line each, and what can be said once (the first time today).
+    assert_eq!(answers.iter().filter(|a| a.contains("Things you can say")).count(), 1, "{answers:#?}");
+    assert!(answers.iter().all(|a| a.starts_with("Noted.")), "{answers:#?}");
     let reply = fake
         .wait_for("the answer to /suggestions", |f| {
             f.ok_calls("POST /channels/*/messages")
@@ -259,9 +267,15 @@ async fn suggestions_are_posted_with_buttons_and_each_button_updates_the_message
     assert_eq!(denied["data"]["components"], json!([]));
     assert_eq!(app.get(&format!("/api/approvals/{approval}")).await["state"], "denied");
 
-    // Act: the approval it needs is approved from Discord.
-    let acted = press(&fake, &owner(), &format!("s:{dev}:act"), &format!("s:{dev}:act")).await;
-    assert!(content(&acted).contains("Acted"), "{}", content(&acted));
+    // Act on a reply: the words are the owner's, so a form asks for them (no model here);
+    // sent, the message needs an approval, approved from Discord.
+    let card = fake.posted(&format!("s:{dev}:act")).await;
+    let form = fake.wait_for_callback(&fake.press(&owner(), &card, &format!("s:{dev}:act"))).await;
+    assert_eq!(form["type"], 9, "{form}");
+    assert!(app.get("/api/approvals?state=pending").await["approvals"].as_array().unwrap().is_empty());
+    let submitted =
+        fake.wait_for_callback(&fake.modal_submit(&owner(), &card, &format!("s:{dev}:edit"), "On my way.")).await;
+    assert!(content(&submitted).contains("Edited"), "{submitted}");
     let pending = app.get("/api/approvals?state=pending").await["approvals"].as_array().unwrap().clone();
     assert_eq!(pending.len(), 1, "{pending:#?}");
     let second_id = pending[0]["id"].as_i64().unwrap();
@@ -588,5 +602,53 @@ async fn a_rate_limited_channel_lookup_does_not_lose_the_message() {
     let signals = wait_for_signals(&app, 2).await;
     let late = signals.iter().find(|s| s["external_id"] == "3002").expect("recorded anyway");
     assert_eq!(late["conversation"]["id"], (THREAD + 1).to_string());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reminder_asked_in_a_dm_is_acknowledged_with_its_time_and_can_be_cancelled() {
+    let fake = FakeDiscord::start().await;
+    let app = app_in(tempfile::tempdir().unwrap(), &fake, |_| {}).await;
+    fake.message_create(message_json(4001, DM_CHANNEL, None, &owner(), "remind me tomorrow at 9 to water the plants"));
+    let ack = fake
+        .wait_for("the acknowledgement", |f| {
+            f.ok_calls("POST /channels/*/messages")
+                .into_iter()
+                .find(|c| c.body["message_reference"]["message_id"] == "4001")
+        })
+        .await;
+    let said = ack.body["content"].as_str().unwrap();
+    assert_eq!(said, "⏰ **Tomorrow 09\\:00 \\(Europe/Berlin\\)**: water the plants");
+    let ids: Vec<&str> = ack.body["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["custom_id"].as_str().unwrap())
+        .collect();
+    let reminder = app.get("/api/suggestions?state=scheduled").await["suggestions"][0].clone();
+    let id = reminder["id"].as_i64().unwrap();
+    assert_eq!(
+        ids,
+        [format!("s:{id}:at:1h"), format!("s:{id}:at:tm"), format!("s:{id}:at:nw"), format!("s:{id}:cancel")]
+    );
+    // The owner edits the request: the reminder and its acknowledgement follow.
+    let mut update = message_json(4001, DM_CHANNEL, None, &owner(), "remind me tomorrow at 10 to water the plants");
+    update["edited_timestamp"] = json!(chrono::Utc::now().to_rfc3339());
+    fake.dispatch("MESSAGE_UPDATE", update);
+    let edit = fake
+        .wait_for("the acknowledgement edited", |f| {
+            f.ok_calls("PATCH /channels/*/messages/*")
+                .into_iter()
+                .find(|c| c.body["content"].as_str().unwrap_or_default().contains("10\\:00"))
+        })
+        .await;
+    assert_eq!(edit.body["content"], "⏰ **Tomorrow 10\\:00 \\(Europe/Berlin\\)**: water the plants");
+    assert_eq!(app.get("/api/suggestions?state=scheduled").await["suggestions"].as_array().unwrap().len(), 1);
+    // Cancel, in place: the message says so and loses its buttons.
+    let cancelled = press(&fake, &owner(), &format!("s:{id}:cancel"), &format!("s:{id}:cancel")).await;
+    assert_eq!(cancelled["type"], 7, "{cancelled}");
+    assert!(content(&cancelled).contains("Cancelled"), "{cancelled}");
+    assert_eq!(cancelled["data"]["components"], json!([]));
+    assert_eq!(app.get(&format!("/api/suggestions/{id}")).await["state"], "superseded");
     app.shutdown().await;
 }

@@ -262,13 +262,23 @@ async fn the_digest_is_mailed_and_answered_by_reply_line_by_line() {
         &digest,
         1,
         "text/plain",
-        "1 act\n\nOn Mon, 23 Nov 2026 at 07:00, loopgate <loopgate@test.local> wrote:\n> 1. Reply\n> 2 dismiss\n",
+        "1 act\n1 edit: Checked, all fine.\n\nOn Mon, 23 Nov 2026 at 07:00, loopgate <loopgate@test.local> wrote:\n> 1. Reply\n> 2 dismiss\n",
     )
     .await;
     let confirmed = confirmation_of(&b, &first).await;
     assert!(confirmed.subject.starts_with("Re: "), "{}", confirmed.subject);
-    assert!(confirmed.text.contains("1 act\n  → applied: Done. It waits for approval A"), "{}", confirmed.text);
-    assert_eq!(suggestion(&app, one).await["state"], "acted");
+    // A reply's words are the owner's: "act" alone asks for them; "edit: …" gives them.
+    assert!(
+        confirmed.text.contains("1 act\n  → not applied: this reply needs your words — answer “1 edit: <the text>”"),
+        "{}",
+        confirmed.text
+    );
+    assert!(
+        confirmed.text.contains("1 edit: Checked, all fine.\n  → applied: Edited. It waits for approval A"),
+        "{}",
+        confirmed.text
+    );
+    assert_eq!(suggestion(&app, one).await["state"], "edited");
     assert_eq!(suggestion(&app, two).await["state"], "active", "quoted lines are not commands");
     let approval = app.get("/api/approvals?state=pending").await["approvals"][0]["id"].as_i64().unwrap();
 
@@ -568,4 +578,187 @@ async fn the_digest_goes_out_on_its_schedule_and_from_the_command_line() {
     assert!(stdout.contains("digest sent: 4 suggestion(s), 0 approval(s)"), "{stdout}");
     let mailed = read(&wait_for_messages("owner", &cli_box, 1).await[0]);
     assert!(mailed.text.contains("1. "), "{}", mailed.text);
+}
+
+#[tokio::test]
+async fn the_owner_mailing_a_request_to_loopgate_gets_a_threaded_answer() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = boxes("req").await;
+    let owner = format!("owner+{}@test.local", b.owner);
+    let configured = owner.clone();
+    let app = app_in(tempfile::tempdir().unwrap(), &b, move |c| c.owner.emails = vec![configured]).await;
+    let id = format!("ask-1-{}@test.local", b.owner);
+    let raw = format!(
+        "From: Owner <{owner}>\nTo: {}\nSubject: plumber\nDate: {}\nMessage-ID: <{id}>\nMIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\n\nremind me tomorrow at 9 to call the plumber\n\n-- \nSent from my phone\n",
+        to_inbox(&b),
+        chrono::Utc::now().to_rfc2822(),
+    );
+    send_raw(&owner, &to_inbox(&b), &raw).await;
+    let answer = read(&wait_for_messages("owner", &b.owner, 1).await[0]);
+    assert_eq!(answer.subject, "Re: plumber");
+    assert_eq!(answer.in_reply_to, std::slice::from_ref(&id));
+    assert_eq!(answer.text.trim(), "⏰ Tomorrow 09:00 (Europe/Berlin): call the plumber");
+    let scheduled = app.get("/api/suggestions?state=scheduled").await["suggestions"].as_array().unwrap().clone();
+    assert_eq!(scheduled.len(), 1, "{scheduled:#?}");
+    assert_eq!(scheduled[0]["title"], "Reminder: call the plumber");
+    // Someone else's mail asking the same is only a signal: no reminder, no answer.
+    let raw = plain(
+        "Mallory <mallory@test.local>",
+        &to_inbox(&b),
+        "plumber",
+        "ask-2@test.local",
+        "",
+        "remind me tomorrow at 9 to wire money",
+    );
+    send_raw("mallory@test.local", &to_inbox(&b), &raw).await;
+    wait_for_signals(&app, 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.get("/api/suggestions?state=scheduled").await["suggestions"].as_array().unwrap().len(), 1);
+    assert_eq!(mail::messages("owner", &b.owner).await.len(), 1);
+}
+
+/// One ordinary day of the owner's, across Telegram, Discord and mail, on a controlled
+/// clock with a restart in the middle: what they saw, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_day_across_three_channels_with_a_restart() {
+    use crate::fake_discord::{DM_CHANNEL, FakeDiscord};
+    use crate::fake_telegram::{FakeTelegram, message_json};
+    use loopgate_engine::{Clock, ManualClock};
+
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = boxes("day").await;
+    let telegram = FakeTelegram::start().await;
+    let discord = FakeDiscord::start().await;
+    // Monday 30 November 2026, 08:00 in Berlin.
+    let clock = ManualClock::new(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 30, 7, 0, 0).unwrap());
+    let owner_mail = format!("owner+{}@test.local", b.owner);
+    let configure = {
+        let (t, d, e) = (
+            crate::telegram::telegram_section(&telegram),
+            crate::discord::discord_section(&discord),
+            email_section(&b.inbox, &b.owner),
+        );
+        let owner_mail = owner_mail.clone();
+        move |c: &mut Config| {
+            crate::owner_day::owner_only(c);
+            crate::discord::discord_owner(c);
+            c.owner.emails = vec![owner_mail.clone()];
+            c.telegram = Some(t.clone());
+            c.discord = Some(d.clone());
+            c.email = Some(e.clone());
+        }
+    };
+    let app = spawn_app_in(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), configure.clone()).await;
+    crate::discord::ready(&discord).await;
+    let at = |clock: &ManualClock| clock.now().timestamp();
+
+    // 08:00 — on Telegram: a reminder for 10:00.
+    let mut asked = message_json(1001, "Ana", 1001, 1, "remind me at 10am to send the invoice");
+    asked["date"] = at(&clock).into();
+    let asked_at = at(&clock);
+    telegram.push("message", asked);
+    let seen = crate::owner_day::wait_sent(&telegram, 1).await;
+    assert_eq!(seen[0].0, "⏰ <b>Today 10:00 (Europe/Berlin)</b>: send the invoice");
+
+    // 08:05 — in a Discord DM: one for tomorrow.
+    clock.advance(chrono::Duration::minutes(5));
+    let mut dm = crate::fake_discord::message_json(
+        5001,
+        DM_CHANNEL,
+        None,
+        &crate::fake_discord::user_json(crate::discord::OWNER, "Ana"),
+        "remind me tomorrow at 9 to water the plants",
+    );
+    dm["timestamp"] = clock.now().to_rfc3339().into();
+    discord.message_create(dm);
+    let ack = discord
+        .wait_for("the Discord acknowledgement", |f| {
+            f.ok_calls("POST /channels/*/messages")
+                .into_iter()
+                .find(|c| c.body["message_reference"]["message_id"] == "5001")
+        })
+        .await;
+    assert!(ack.body["content"].as_str().unwrap().contains("Tomorrow 09\\:00"), "{:?}", ack.body);
+
+    // 08:10 — a colleague's question, three hours old; a pulse by hand raises it on every chat.
+    clock.advance(chrono::Duration::minutes(5));
+    let question = crate::intelligence::message(
+        "q-1",
+        "2002",
+        "Ben",
+        "2002",
+        300,
+        clock.now(),
+        "Could you review the proposal draft by Thursday?",
+    );
+    crate::intelligence::ingest(&app, question).await;
+    let report = crate::intelligence::pulse(&app).await;
+    let run = app.get(&format!("/api/runs/{}", report["run_id"].as_str().unwrap_or_default())).await;
+    assert_eq!(report["created"].as_array().map(Vec::len), Some(1), "{}", run["critique"]);
+    let seen = crate::owner_day::wait_sent(&telegram, 2).await;
+    assert!(seen[1].0.contains("Reply to Ben"), "{seen:#?}");
+    discord
+        .wait_for("the question on Discord", |f| {
+            f.ok_calls("POST /channels/*/messages")
+                .into_iter()
+                .find(|c| c.body["content"].as_str().unwrap_or_default().contains("Reply to Ben"))
+        })
+        .await;
+
+    // 08:15 — the owner edits the Telegram request: 11:00 now. The acknowledgement follows.
+    clock.advance(chrono::Duration::minutes(5));
+    let mut edited = message_json(1001, "Ana", 1001, 1, "remind me at 11am to send the invoice");
+    edited["date"] = asked_at.into();
+    edited["edit_date"] = at(&clock).into();
+    telegram.push("edited_message", edited);
+    telegram
+        .wait_for("the acknowledgement moved", |f| {
+            f.ok_calls("editMessageText")
+                .into_iter()
+                .find(|e| e["text"] == "⏰ <b>Today 11:00 (Europe/Berlin)</b>: send the invoice")
+        })
+        .await;
+
+    // A restart in the middle of the morning.
+    let dir = app.shutdown().await;
+    let app = spawn_app_in(dir, Arc::new(clock.clone()), configure.clone()).await;
+
+    // 10:00 passes quietly; at 11:00 the invoice reminder is posted on both chats.
+    clock.advance(chrono::Duration::minutes(105));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(crate::owner_day::sent_to_owner(&telegram).len(), 2, "nothing at 10:00: it was moved");
+    clock.advance(chrono::Duration::minutes(60));
+    let seen = crate::owner_day::wait_sent(&telegram, 3).await;
+    assert!(seen[2].0.contains("Reminder: send the invoice"), "{seen:#?}");
+    discord
+        .wait_for("the reminder on Discord", |f| {
+            f.ok_calls("POST /channels/*/messages")
+                .into_iter()
+                .find(|c| c.body["content"].as_str().unwrap_or_default().contains("Reminder\\: send the invoice"))
+        })
+        .await;
+
+    // 11:05 — by mail: what's open? A threaded answer with both.
+    clock.advance(chrono::Duration::minutes(5));
+    let id = format!("open-1-{}@test.local", b.owner);
+    let raw = format!(
+        "From: Owner <{owner_mail}>\nTo: {}\nSubject: today\nDate: {}\nMessage-ID: <{id}>\nMIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\n\nwhat's open?\n",
+        to_inbox(&b),
+        clock.now().to_rfc2822(),
+    );
+    send_raw(&owner_mail, &to_inbox(&b), &raw).await;
+    let answer = read(&wait_for_messages("owner", &b.owner, 1).await[0]);
+    assert_eq!(answer.in_reply_to, [id]);
+    assert!(answer.text.contains("Open now:"), "{}", answer.text);
+    assert!(answer.text.contains("Reply to Ben"), "{}", answer.text);
+    assert!(answer.text.contains("Reminder: send the invoice"), "{}", answer.text);
+    assert!(answer.text.contains("Coming up:") && answer.text.contains("water the plants"), "{}", answer.text);
+
+    // What the owner saw on Telegram, in order: the acknowledgement (edited once), the
+    // colleague's question, the reminder at its time — and nothing twice after the restart.
+    let seen: Vec<String> = crate::owner_day::sent_to_owner(&telegram).into_iter().map(|(t, _)| t).collect();
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    app.shutdown().await;
 }

@@ -119,8 +119,8 @@ async fn a_failing_slow_or_over_budget_model_falls_back_to_the_deterministic_ans
     let started = Instant::now();
     telegram.push_message(OWNER, "Ana", OWNER, 1, "How was my week?");
     let text = answer_to(&telegram, 1).await;
-    assert!(text.contains("cannot chat right now (the model is unavailable: timed out)"), "{text}");
-    assert!(text.contains("/suggestions"), "says what still works: {text}");
+    assert!(text.contains("cannot chat right now: the model is unavailable: timed out"), "{text}");
+    assert!(text.contains("Things you can say"), "says what still works: {text}");
     assert_eq!(model.seen().len(), 3, "retried twice");
     assert!(started.elapsed() >= Duration::from_secs(1), "retry-after honoured");
 
@@ -384,4 +384,51 @@ async fn what_is_learned_from_a_model_raised_suggestion_keeps_its_provenance() {
     let memory = app.get(&format!("/api/memory/{memory_id}")).await;
     assert_eq!(memory["origin"], "model", "{memory}");
     assert_eq!(memory["trust"], "untrusted", "{memory}");
+}
+
+#[tokio::test]
+async fn acting_on_a_reply_shows_the_models_draft_to_send_edit_or_cancel() {
+    let telegram = FakeTelegram::start().await;
+    let model = FakeModel::start().await;
+    let app = telegram_app(&telegram, &model, |_| {}).await;
+    let named = crate::telegram::four_suggestions(&app).await;
+    let ana = named.iter().find(|(who, _)| who == "ANA").unwrap().1;
+    let card = crate::telegram::message_id_of(&telegram, &format!("s:{ana}:act")).await;
+
+    model.answer("Yes — invoice 0 is checked, all fine.");
+    let press = telegram.press(OWNER, "Ana", OWNER, card, &format!("s:{ana}:act"));
+    let draft = telegram
+        .wait_for("the draft", |f| {
+            f.ok_calls("sendMessage")
+                .into_iter()
+                .find(|m| m["text"].as_str().unwrap_or_default().starts_with("✍️ Draft"))
+        })
+        .await;
+    assert!(draft["text"].as_str().unwrap().contains("Yes — invoice 0 is checked, all fine."), "{draft}");
+    let buttons = draft["reply_markup"]["inline_keyboard"][0].as_array().unwrap().clone();
+    let labels: Vec<&str> = buttons.iter().map(|b| b["text"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["Send", "Edit", "Cancel"]);
+    // The model saw the question as untrusted data, and nothing ran yet.
+    assert!(user_content(model.seen().last().unwrap()).contains("<untrusted"));
+    assert!(app.get("/api/tasks").await["tasks"].as_array().unwrap().is_empty(), "{press}");
+
+    // Send: the draft goes through policy — a message asks first.
+    let draft_id = telegram
+        .wait_for("the draft's id", |f| {
+            (5000..6000).find(|id| f.message(OWNER, *id).is_some_and(|m| m["text"] == draft["text"]))
+        })
+        .await;
+    telegram.press(OWNER, "Ana", OWNER, draft_id, &format!("s:{ana}:send"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let task = loop {
+        let tasks = app.get("/api/tasks").await["tasks"].as_array().unwrap().clone();
+        if let Some(task) = tasks.into_iter().next() {
+            break task;
+        }
+        assert!(Instant::now() < deadline, "no task");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(task["state"], "awaiting_approval", "{task}");
+    assert_eq!(task["action"]["text"], "Yes — invoice 0 is checked, all fine.");
+    app.shutdown().await;
 }

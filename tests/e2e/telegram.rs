@@ -75,6 +75,15 @@ pub async fn message_id_of(fake: &FakeTelegram, data: &str) -> i64 {
     .await
 }
 
+/// Waits until the prompt posted as `message_id` is recorded as sent (with its id).
+async fn prompt_recorded(app: &TestApp, message_id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.store.outbound_by_ref("telegram", &format!("{OWNER_ID}:{message_id}")).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the prompt {message_id} was never recorded as sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn answer_of(fake: &FakeTelegram, callback_id: &str) -> Value {
     fake.wait_for(&format!("answerCallbackQuery for {callback_id}"), |f| {
         f.ok_calls("answerCallbackQuery").into_iter().find(|a| a["callback_query_id"] == callback_id)
@@ -222,6 +231,9 @@ async fn suggestions_are_posted_with_four_buttons_and_each_button_does_what_it_s
             (5000..6000).find(|id| f.message(OWNER_ID, *id).is_some_and(|m| m["text"] == prompt["text"]))
         })
         .await;
+    // The owner sees the prompt once Telegram has answered, and loopgate records where
+    // it went right after: a person is never quicker than that, a test can be.
+    prompt_recorded(&app, prompt_id).await;
     let mut reply = message_json(OWNER_ID, "Ana", OWNER_ID, 50, "Checked it, all good <3");
     reply["reply_to_message"] = fake.message(OWNER_ID, prompt_id).unwrap();
     fake.push("message", reply);
@@ -237,14 +249,41 @@ async fn suggestions_are_posted_with_four_buttons_and_each_button_does_what_it_s
     assert_eq!(s["edited_action"]["text"], "Checked it, all good <3");
     assert_eq!(s["decision"]["via"], "telegram");
 
-    // Act on a message to someone: policy asks, so an approval is posted with its buttons;
-    // Deny cancels the task and edits the approval to say so.
+    // Act on a reply to someone: the words are the owner's, so they are asked for first
+    // (no model here); the reply to that prompt is the message. Policy asks, so an
+    // approval is posted with its buttons; Deny cancels the task and edits the approval.
     let dev_message = message_id_of(&fake, &format!("s:{}:act", id("DEV"))).await;
     let press = fake.press(OWNER_ID, "Ana", OWNER_ID, dev_message, &format!("s:{}:act", id("DEV")));
     let answer = answer_of(&fake, &press).await;
-    let text = answer["text"].as_str().unwrap();
-    assert!(text.contains("waits for approval A"), "{text}");
+    assert_eq!(answer["text"], "Reply to my next message with the words to send.");
+    assert!(app.get("/api/tasks").await["tasks"].as_array().unwrap().iter().all(|t| t["action"]["text"] != ""));
+    let prompt = fake
+        .wait_for("the words prompt", |f| {
+            f.ok_calls("sendMessage")
+                .into_iter()
+                .find(|m| m["text"].as_str().unwrap_or_default().contains("What should I send?"))
+        })
+        .await;
+    let prompt_id = fake
+        .wait_for("the prompt's id", |f| {
+            (5000..6000).find(|id| f.message(OWNER_ID, *id).is_some_and(|m| m["text"] == prompt["text"]))
+        })
+        .await;
+    // The owner sees the prompt once Telegram has answered, and loopgate records where
+    // it went right after: a person is never quicker than that, a test can be.
+    prompt_recorded(&app, prompt_id).await;
+    let mut words = message_json(OWNER_ID, "Ana", OWNER_ID, 51, "Yes, Friday works.");
+    words["reply_to_message"] = fake.message(OWNER_ID, prompt_id).unwrap();
+    fake.push("message", words);
+    let answer = fake
+        .wait_for("the answer to the words", |f| {
+            f.ok_calls("sendMessage").into_iter().find(|m| m["reply_parameters"]["message_id"] == 51)
+        })
+        .await;
+    let text = answer["text"].as_str().unwrap().to_owned();
     let approval: i64 = text.rsplit('A').next().unwrap().trim_end_matches('.').parse().unwrap();
+    let task = app.get(&format!("/api/approvals/{approval}")).await;
+    assert_eq!(task["action"]["text"], "Yes, Friday works.");
     let approval_message = message_id_of(&fake, &format!("a:{approval}:approve")).await;
     let post = posted(&fake, &format!("a:{approval}:deny")).await;
     assert!(post["text"].as_str().unwrap().contains(&format!("Approval A{approval}")));

@@ -251,6 +251,8 @@ impl Discord {
                 return Ok(render::deferred_update());
             }
             Pressed::Refused(text) => return Ok(render::ephemeral(&text)),
+            // A reply without words: the form asks for them (the draft prefilled).
+            Pressed::AskWords(suggestion, draft) => return Ok(render::words_modal(&suggestion, draft.as_deref())),
             Pressed::Open(suggestion) => suggestion,
         };
         let tz = self.config.timezone;
@@ -272,9 +274,14 @@ impl Discord {
             Button::Approve(id) | Button::Deny(id) => {
                 self.store.approval(id).await?.map(|a| render::approval_body(&a, tz))
             }
-            Button::Act(id) | Button::Dismiss(id) | Button::Snooze(id, _) | Button::Edit(id) => {
-                self.store.suggestion(id).await?.map(|s| render::suggestion_body(&s, tz))
-            }
+            Button::Act(id)
+            | Button::Dismiss(id)
+            | Button::Snooze(id, _)
+            | Button::Edit(id)
+            | Button::Move(id, _)
+            | Button::Cancel(id)
+            | Button::Send(id)
+            | Button::Discard(id) => self.store.suggestion(id).await?.map(|s| render::suggestion_body(&s, tz)),
             Button::SnoozeMenu(_) | Button::Back(_) => None,
         };
         Ok(body.map_or_else(render::deferred_update, render::update_message))
@@ -305,7 +312,7 @@ impl Discord {
                     Ok(render::ephemeral(&text))
                 }
             }
-            Pressed::Open(_) => unreachable!("an answer opens nothing"),
+            Pressed::Open(_) | Pressed::AskWords(..) => unreachable!("an answer opens nothing"),
         }
     }
 
@@ -362,6 +369,56 @@ impl Discord {
         .await
     }
 
+    /// The owner edited a direct message: a request in it follows the new words (moved or
+    /// cancelled; the acknowledgement is edited through its delivery event).
+    pub async fn on_message_update(&self, event: &serenity::model::event::MessageUpdateEvent) {
+        self.mark_alive();
+        let edited = match normalize::normalize_edit(event, &self.intelligence.settings().answerers) {
+            Ok(edited) => edited,
+            Err(reason) => {
+                tracing::debug!(message = event.id.get(), reason, "discord edit skipped");
+                return;
+            }
+        };
+        let span = tracing::info_span!("discord_edit", channel = edited.channel_id, message = edited.message_id);
+        async move {
+            if let Err(error) = self.on_edit(edited).await {
+                tracing::error!(%error, "discord: an edit could not be recorded");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn on_edit(&self, edited: normalize::Edited) -> Result<(), StoreError> {
+        let now = self.store.clock().now();
+        let ingested = self.store.ingest(edited.signal.clone()).await?;
+        let original = self.store.signal_by_external_id(CHANNEL, &edited.message_id.to_string()).await?;
+        let owner = edited.signal.actor.as_ref().and_then(|a| a.name.clone()).unwrap_or_else(|| "the owner".into());
+        let conversation = edited.channel_id.to_string();
+        let said = loopgate_engine::request::Said {
+            signal: ingested.id,
+            edits: Some(original.unwrap_or(ingested.id)),
+            source: CHANNEL,
+            conversation: &conversation,
+            text: &edited.signal.text,
+            at: now,
+            by: &owner,
+        };
+        let key = format!("{CHANNEL}:reply:{}:edit:{}", edited.message_id, ingested.id);
+        let (channel_id, message_id) = (edited.channel_id, edited.message_id);
+        match chat::owner_said(&self.intelligence, &said).await? {
+            chat::Reply::Acknowledge(s) => {
+                self.enqueue(key, render::acknowledge(channel_id, message_id, &s, self.config.timezone)).await
+            }
+            chat::Reply::Text(text) => self.enqueue(key, render::reply(channel_id, message_id, escape(&text))).await,
+            chat::Reply::Nothing | chat::Reply::Chat => {
+                self.wakes.deliveries.notify_one();
+                Ok(())
+            }
+        }
+    }
+
     async fn on_chat(&self, m: ChatMessage) -> Result<(), StoreError> {
         let is_owner = m.signal.actor.as_ref().is_some_and(|a| a.is_owner);
         // Keyed by the message: a redelivery after a resume queues nothing new.
@@ -375,19 +432,39 @@ impl Discord {
             };
             self.enqueue(key, render::reply(m.channel_id, m.message_id, text)).await?;
         } else if is_owner && m.place == Place::Direct {
-            // The owner talking to the assistant: answered once the message is recorded.
-            let turn = chat::ChatTurn {
-                source: CHANNEL,
-                conversation: m.channel_id.to_string(),
-                owner: m.claimant.name.clone().unwrap_or_else(|| "the owner".into()),
-                text: m.signal.text.clone(),
-                key,
-            };
+            // The owner talking to the assistant: recorded first, then a request in it is
+            // carried out and acknowledged, or the conversation answered.
             let (channel_id, message_id) = (m.channel_id, m.message_id);
-            self.store.ingest(m.signal).await?;
-            turn.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
-                render::reply(channel_id, message_id, escape(&text))
-            });
+            let now = self.store.clock().now();
+            let ingested = self.store.ingest(m.signal.clone()).await?;
+            let owner = m.claimant.name.clone().unwrap_or_else(|| "the owner".into());
+            let conversation = channel_id.to_string();
+            let said = loopgate_engine::request::Said {
+                signal: ingested.id,
+                edits: None,
+                source: CHANNEL,
+                conversation: &conversation,
+                text: &m.signal.text,
+                at: m.signal.occurred_at.unwrap_or(now),
+                by: &owner,
+            };
+            match chat::owner_said(&self.intelligence, &said).await? {
+                chat::Reply::Acknowledge(s) => {
+                    let ack = render::acknowledge(channel_id, message_id, &s, self.config.timezone);
+                    self.enqueue(key, ack).await?;
+                }
+                chat::Reply::Text(text) => {
+                    self.enqueue(key, render::reply(channel_id, message_id, escape(&text))).await?;
+                }
+                chat::Reply::Nothing => self.wakes.deliveries.notify_one(),
+                chat::Reply::Chat => {
+                    let turn =
+                        chat::ChatTurn { source: CHANNEL, conversation, owner, text: m.signal.text.clone(), key };
+                    turn.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
+                        render::reply(channel_id, message_id, escape(&text))
+                    });
+                }
+            }
             return Ok(());
         }
         self.store.ingest(m.signal).await?;
@@ -650,6 +727,16 @@ impl EventHandler for Handler {
 
     async fn message(&self, _: Context, message: Message) {
         self.0.on_message(&message).await;
+    }
+
+    async fn message_update(
+        &self,
+        _: Context,
+        _: Option<Message>,
+        _: Option<Message>,
+        event: serenity::model::event::MessageUpdateEvent,
+    ) {
+        self.0.on_message_update(&event).await;
     }
 
     async fn interaction_create(&self, _: Context, interaction: Interaction) {

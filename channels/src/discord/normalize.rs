@@ -39,6 +39,20 @@ pub struct ChatMessage {
     pub place: Place,
 }
 
+/// A readable text for a message without one: a voice message with its length, a
+/// sticker by name, files by name.
+fn stand_in(message: &Message) -> Option<String> {
+    if let Some(voice) = message.attachments.iter().find_map(|a| a.duration_secs) {
+        let seconds = voice.round() as u64;
+        return Some(format!("[voice message {}:{:02}]", seconds / 60, seconds % 60));
+    }
+    if let Some(sticker) = message.sticker_items.first() {
+        return Some(format!("[sticker {}]", sticker.name));
+    }
+    let names: Vec<&str> = message.attachments.iter().map(|a| a.filename.as_str()).collect();
+    (!names.is_empty()).then(|| format!("[file: {}]", names.join(", ")))
+}
+
 /// Why a message is not a signal, or the signal it is.
 pub fn normalize_message(
     message: &Message,
@@ -53,9 +67,12 @@ pub fn normalize_message(
     if message.author.bot || Some(message.author.id.get()) == bot_id {
         return Err("written by a bot");
     }
-    let text = message.content.clone();
+    let text = match message.content.trim() {
+        "" => stand_in(message).unwrap_or_default(),
+        _ => message.content.clone(),
+    };
     if text.trim().is_empty() && message.attachments.is_empty() {
-        return Err("neither text nor a file (a join, a pin, a sticker)");
+        return Err("neither text, a file nor a sticker (a join, a pin)");
     }
     let command = if place == Place::Direct { parse_command(&text) } else { None };
     let mut signal = NewSignal::new(source(), kind(if command.is_some() { "command" } else { "message" }), text);
@@ -191,6 +208,45 @@ pub fn normalize_interaction(interaction: &Interaction, identities: &Identities)
     }))
 }
 
+/// An edit of a direct message, as the gateway tells it (`MESSAGE_UPDATE`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edited {
+    pub signal: NewSignal,
+    pub channel_id: u64,
+    pub message_id: u64,
+}
+
+/// The owner's edit of a direct message to loopgate: a signal of its own (`message_edit`,
+/// one per edit), so a request in it can be followed. Anything else — an edit in a
+/// guild, someone else's, an update that carries no new text (an embed unfurled) — is not.
+pub fn normalize_edit(
+    event: &serenity::model::event::MessageUpdateEvent,
+    identities: &Identities,
+) -> Result<Edited, &'static str> {
+    if event.guild_id.is_some() {
+        return Err("an edit in a guild channel");
+    }
+    let (Some(author), Some(text), Some(edited)) = (&event.author, &event.content, event.edited_timestamp) else {
+        return Err("an update without new text");
+    };
+    let actor = actor(author, identities);
+    if !actor.is_owner {
+        return Err("someone else's edit");
+    }
+    let mut signal = NewSignal::new(source(), kind("message_edit"), text.clone());
+    signal.external_id = Some(format!("{}:edit:{}", event.id.get(), edited.unix_timestamp()));
+    signal.actor = Some(actor);
+    signal.conversation = Some(Conversation {
+        id: event.channel_id.get().to_string(),
+        title: Some(display_name(author)),
+        thread_id: None,
+        reply_to: None,
+    });
+    signal.occurred_at = Some(*edited);
+    signal.trust = Trust::Untrusted;
+    Ok(Edited { signal, channel_id: event.channel_id.get(), message_id: event.id.get() })
+}
+
 fn source() -> Source {
     Source::parse(CHANNEL).expect("a valid source")
 }
@@ -231,6 +287,32 @@ mod tests {
     fn interaction(name: &str) -> Interaction {
         let path = format!("{}/src/discord/recorded/{name}.json", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn the_owners_edit_of_a_direct_message_is_a_signal_of_its_own() {
+        let path = format!("{}/src/discord/recorded/message_update.json", env!("CARGO_MANIFEST_DIR"));
+        let event: serenity::model::event::MessageUpdateEvent =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let edited = normalize_edit(&event, &identities()).unwrap();
+        assert_eq!(edited.message_id, 1190000000000000001);
+        assert_eq!(edited.signal.kind.as_str(), "message_edit");
+        assert_eq!(edited.signal.text, "Remind me to send the ACME invoice on Friday at 10");
+        assert!(edited.signal.external_id.as_deref().unwrap().starts_with("1190000000000000001:edit:"));
+        let mut stranger = event.clone();
+        stranger.author.as_mut().unwrap().id = serenity::model::id::UserId::new(5);
+        assert!(normalize_edit(&stranger, &identities()).is_err());
+        let mut unfurled = event;
+        unfurled.content = None;
+        assert!(normalize_edit(&unfurled, &identities()).is_err());
+    }
+
+    #[test]
+    fn a_voice_message_is_a_signal_with_its_length_and_file() {
+        let m = normalize_message(&message("voice_message"), Place::Direct, Some(1), &identities()).unwrap();
+        assert_eq!(m.signal.text, "[voice message 0:07]");
+        assert_eq!(m.signal.attachments[0].name, "voice-message.ogg");
+        assert_eq!(m.signal.attachments[0].mime.as_deref(), Some("audio/ogg"));
     }
 
     #[test]

@@ -57,6 +57,33 @@ pub fn snooze_buttons(id: i64) -> Vec<Value> {
     vec![row(presets)]
 }
 
+/// Under a reminder's acknowledgement while it waits: other times, and Cancel.
+pub fn reminder_buttons(id: i64) -> Vec<Value> {
+    let mut moves: Vec<Value> =
+        Preset::ALL.into_iter().map(|p| button(p.label(), SECONDARY, Button::Move(id, p))).collect();
+    moves.push(button("Cancel", DANGER, Button::Cancel(id)));
+    vec![row(moves)]
+}
+
+/// The buttons a suggestion's message carries as it is now: none once it is decided.
+pub fn components_for(s: &Suggestion) -> Vec<Value> {
+    if loopgate_engine::request::reminder_waiting(s) {
+        reminder_buttons(s.id)
+    } else if s.state.is_answerable() {
+        suggestion_buttons(s.id)
+    } else {
+        Vec::new()
+    }
+}
+
+/// The acknowledgement of a reminder the owner asked for, as a reply to their message: a
+/// posted copy of the reminder, so moving or cancelling it edits this message.
+pub fn acknowledge(channel_id: u64, message_id: u64, s: &Suggestion, timezone: Tz) -> Value {
+    let mut message = suggestion_body(s, timezone);
+    message["message_reference"] = json!({"message_id": message_id.to_string(), "fail_if_not_exists": false});
+    json!({"op": "post", "channel": channel_id.to_string(), "body": message, "surface": {"suggestion": s.id}})
+}
+
 pub fn approval_buttons(id: i64) -> Vec<Value> {
     vec![row(vec![button("Approve", SUCCESS, Button::Approve(id)), button("Deny", DANGER, Button::Deny(id))])]
 }
@@ -78,8 +105,7 @@ fn body(content: String, components: Vec<Value>) -> Value {
 /// A suggestion's message as it should look now: buttons while it is open, the outcome
 /// once it is not.
 pub fn suggestion_body(s: &Suggestion, timezone: Tz) -> Value {
-    let components = if s.state.is_answerable() { suggestion_buttons(s.id) } else { Vec::new() };
-    body(chat::suggestion_text(s, timezone, Markup::Markdown), components)
+    body(chat::suggestion_text(s, timezone, Markup::Markdown), components_for(s))
 }
 
 pub fn approval_body(a: &Approval, timezone: Tz) -> Value {
@@ -149,9 +175,19 @@ pub fn pong() -> Value {
 /// Interaction response 9: the Edit form, prefilled with the action's text as it is now.
 /// Its submission comes back with the custom id of the Edit button.
 pub fn edit_modal(s: &Suggestion) -> Value {
+    words_modal(s, None)
+}
+
+/// The Edit form; for a reply without words, the model's draft prefilled when there is one
+/// (submitting it sends it, through policy and approval; closing the form discards it).
+pub fn words_modal(s: &Suggestion, draft: Option<&str>) -> Value {
     let action = s.edited_action.as_ref().unwrap_or(&s.action);
-    let current: String =
-        action.get("text").and_then(Value::as_str).unwrap_or_default().chars().take(MAX_INPUT).collect();
+    let current: String = draft
+        .or_else(|| action.get("text").and_then(Value::as_str))
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_INPUT)
+        .collect();
     // A reply's words are the owner's to write: an empty text shows what it is instead.
     let placeholder: String = describe_action(action).chars().take(MAX_PLACEHOLDER).collect();
     let mut input = json!({

@@ -257,7 +257,8 @@ impl Email {
     async fn on_mail(&self, raw: &[u8], uid_key: &str) -> Result<(), StoreError> {
         match normalize(raw, &self.me(), &self.intelligence.settings().answerers, uid_key) {
             Inbound::Mail(mail) => {
-                self.store.ingest(mail.signal).await?;
+                let ingested = self.store.ingest(mail.signal.clone()).await?;
+                self.on_owner_request(ingested.id, &mail.signal).await?;
             }
             Inbound::Reply(reply) => self.on_reply(reply).await?,
             Inbound::Ignored(reason) => {
@@ -265,6 +266,74 @@ impl Email {
                 metrics::counter!("loopgate_email_skipped_total").increment(1);
             }
         }
+        Ok(())
+    }
+
+    /// The owner writing to loopgate's own address: what the mail asks ("remind me
+    /// tomorrow at 9 to …", in its first paragraph, else its subject) is carried out, and
+    /// answered with a threaded reply saying what was understood.
+    async fn on_owner_request(
+        &self,
+        id: loopgate_engine::signal::SignalId,
+        signal: &loopgate_engine::signal::NewSignal,
+    ) -> Result<(), StoreError> {
+        // Plus-addressing ("loopgate+home@…") still reaches loopgate's own mailbox.
+        let mailbox = |address: &str| {
+            let address = address.trim().to_ascii_lowercase();
+            match address.split_once('@') {
+                Some((local, domain)) => format!("{}@{domain}", local.split('+').next().unwrap_or(local)),
+                None => address,
+            }
+        };
+        let me = mailbox(self.from.email.as_ref());
+        let to_me = signal
+            .payload
+            .as_ref()
+            .and_then(|p| p["to"].as_array())
+            .is_some_and(|to| to.iter().any(|a| a.as_str().is_some_and(|a| mailbox(a) == me)));
+        if !to_me || !signal.actor.as_ref().is_some_and(|a| a.is_owner) {
+            return Ok(());
+        }
+        let (subject, body) = signal.text.split_once("\n\n").unwrap_or((signal.text.as_str(), ""));
+        let first_paragraph = body.trim().split("\n\n").next().unwrap_or_default().trim();
+        let mut reply = None;
+        for text in [first_paragraph, subject.trim()].into_iter().filter(|t| !t.is_empty()) {
+            let mut asked = signal.clone();
+            asked.text = text.to_owned();
+            reply = self.intelligence.handle_owner_signal(id, &asked).await?;
+            if reply.is_some() {
+                break;
+            }
+        }
+        let Some(reply) = reply else { return Ok(()) };
+        let payload = signal.payload.clone().unwrap_or_default();
+        let message_id = payload["message_id"].as_str().map(str::to_owned);
+        let mut references: Vec<String> = payload["references"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect();
+        references.extend(message_id.clone());
+        let subject = payload["subject"].as_str().unwrap_or_default();
+        let subject = match subject.get(..3) {
+            Some(re) if re.eq_ignore_ascii_case("re:") => subject.to_owned(),
+            _ if subject.is_empty() => "Re: your request".to_owned(),
+            _ => format!("Re: {subject}"),
+        };
+        let key = format!("{CHANNEL}:answer:{}", message_id.clone().unwrap_or_else(|| id.to_string()));
+        let to = signal.actor.as_ref().map(|a| a.id.clone()).unwrap_or_default();
+        let payload = json!({
+            "kind": "answer",
+            "to": [to],
+            "subject": subject,
+            "text": format!("{reply}\n"),
+            "message_id": format!("answer.{}@{}", &hex(&Sha256::digest(key.as_bytes()))[..24], self.id_domain),
+            "in_reply_to": message_id,
+            "references": references,
+        });
+        self.store.enqueue(&NewOutbound { channel: CHANNEL.into(), dedupe_key: key, payload }).await?;
+        self.wakes.outbox.notify_one();
         Ok(())
     }
 
@@ -345,6 +414,21 @@ impl Email {
             }
             Command::Act(n) | Command::Snooze(n, _) | Command::Dismiss(n) | Command::Edit(n, _) => {
                 let id = record.suggestions[n];
+                if let Command::Act(_) = command
+                    && let Some(suggestion) = self.store.suggestion(id).await?
+                    && suggestion.state.is_answerable()
+                    && loopgate_engine::request::needs_words(&suggestion)
+                {
+                    // A reply's words are the owner's: asked for, with the model's draft
+                    // when there is one, never sent empty.
+                    return Ok(match self.intelligence.draft_reply(&suggestion).await {
+                        Some(draft) => format!(
+                            "not applied: this reply needs your words. A draft: “{draft}” — to send it (or your own \
+                             words), answer “{n} edit: <the text>”"
+                        ),
+                        None => format!("not applied: this reply needs your words — answer “{n} edit: <the text>”"),
+                    });
+                }
                 let response = match command {
                     Command::Act(_) => Response::Act,
                     Command::Dismiss(_) => Response::Dismiss,
@@ -370,7 +454,7 @@ impl Email {
             Pressed::Done(text) => format!("applied: {text}"),
             Pressed::Running(text) => format!("applied: {text}"),
             Pressed::Refused(text) => format!("not applied: {text}"),
-            Pressed::Open(_) => unreachable!("an answer opens nothing"),
+            Pressed::Open(_) | Pressed::AskWords(..) => unreachable!("an answer opens nothing"),
         })
     }
 

@@ -205,6 +205,22 @@ impl Telegram {
         let suggestion = match pressed {
             Pressed::Done(text) | Pressed::Running(text) => return Ok(Answer::toast(text)),
             Pressed::Refused(text) => return Ok(Answer::alert(text)),
+            Pressed::AskWords(suggestion, draft) => {
+                let Some((chat_id, _)) = callback.message else {
+                    return Ok(Answer::alert("I cannot see that chat any more; answer from the API."));
+                };
+                let key = format!("{CHANNEL}:callback:{}", callback.id);
+                return Ok(match draft {
+                    Some(text) => {
+                        self.enqueue(key, render::draft(chat_id, &suggestion, &text)).await?;
+                        Answer::toast("Here is a draft: Send, Edit or Cancel.")
+                    }
+                    None => {
+                        self.enqueue(key, render::words_prompt(chat_id, &suggestion)).await?;
+                        Answer::toast("Reply to my next message with the words to send.")
+                    }
+                });
+            }
             Pressed::Open(suggestion) => suggestion,
         };
         let id = suggestion.id;
@@ -239,12 +255,53 @@ impl Telegram {
                 self.on_edit_reply(&message, id).await?;
             } else if let Some(command) = &message.command {
                 self.on_command(&message, command).await?;
-            } else if !message.edited
-                && message.chat_id > 0
-                && message.signal.actor.as_ref().is_some_and(|a| a.is_owner)
-            {
-                // The owner talking to the assistant in its private chat: answered after the
-                // message is recorded (so it is part of the conversation the answer sees).
+            } else if message.chat_id > 0 && message.signal.actor.as_ref().is_some_and(|a| a.is_owner) {
+                return self.on_owner_message(message).await;
+            }
+            self.ingest(message.signal).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The owner talking to the assistant in its private chat: recorded first (so it is
+    /// part of the conversation an answer sees), then a request in it is carried out and
+    /// acknowledged, or the conversation answered.
+    async fn on_owner_message(&self, message: ChatMessage) -> Result<(), StoreError> {
+        let (chat_id, message_id) = (message.chat_id, message.message_id);
+        let now = self.store.clock().now();
+        let ingested = self.store.ingest(message.signal.clone()).await?;
+        let edits = match message.edited {
+            true => self.store.signal_by_external_id(CHANNEL, &format!("{chat_id}:{message_id}")).await?,
+            false => None,
+        };
+        let owner = message.signal.actor.as_ref().and_then(|a| a.name.clone()).unwrap_or_else(|| "the owner".into());
+        let conversation = chat_id.to_string();
+        let said = loopgate_engine::request::Said {
+            signal: ingested.id,
+            edits,
+            source: CHANNEL,
+            conversation: &conversation,
+            text: &message.signal.text,
+            // An edit's relative time ("in 10 minutes") counts from the edit.
+            at: if message.edited { now } else { message.signal.occurred_at.unwrap_or(now) },
+            by: &owner,
+        };
+        // One answer per message, and one per edit of it.
+        let key = match message.edited {
+            true => format!("{CHANNEL}:reply:{chat_id}:{message_id}:edit:{}", ingested.id),
+            false => format!("{CHANNEL}:reply:{chat_id}:{message_id}"),
+        };
+        match chat::owner_said(&self.intelligence, &said).await? {
+            chat::Reply::Acknowledge(s) => {
+                self.enqueue(key, render::acknowledge(chat_id, message_id, &s, self.config.timezone)).await
+            }
+            chat::Reply::Text(text) => self.enqueue(key, render::reply(chat_id, Some(message_id), escape(&text))).await,
+            chat::Reply::Nothing => {
+                self.wakes.deliveries.notify_one();
+                Ok(())
+            }
+            chat::Reply::Chat => {
                 let chat = crate::chat::ChatTurn {
                     source: CHANNEL,
                     conversation: message.chat_id.to_string(),
@@ -255,19 +312,14 @@ impl Telegram {
                         .and_then(|a| a.name.clone())
                         .unwrap_or_else(|| "the owner".into()),
                     text: message.signal.text.clone(),
-                    key: format!("{CHANNEL}:reply:{}:{}", message.chat_id, message.message_id),
+                    key,
                 };
-                let (chat_id, message_id) = (message.chat_id, message.message_id);
-                self.ingest(message.signal).await?;
                 chat.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
                     render::reply(chat_id, Some(message_id), escape(&text))
                 });
-                return Ok(());
+                Ok(())
             }
-            self.ingest(message.signal).await
         }
-        .instrument(span)
-        .await
     }
 
     async fn reply(&self, message: &ChatMessage, html: String) -> Result<(), StoreError> {
@@ -288,7 +340,7 @@ impl Telegram {
                     .await?
                 {
                     Pressed::Done(text) | Pressed::Running(text) | Pressed::Refused(text) => text,
-                    Pressed::Open(_) => unreachable!("an answer opens nothing"),
+                    Pressed::Open(_) | Pressed::AskWords(..) => unreachable!("an answer opens nothing"),
                 }
             }
         };
@@ -622,7 +674,12 @@ impl Channel for Telegram {
             return Err("the message has no text: edit it first".into());
         }
         let reply_to =
-            target.get("reply_to").and_then(Value::as_str).and_then(|r| r.rsplit(':').next()?.parse::<i64>().ok());
+            // "chat:message", or an edit's "chat:message:edit:…": the message is the second.
+            target.get("reply_to").and_then(Value::as_str).and_then(|r| {
+                let mut parts = r.split(':');
+                let first = parts.next()?;
+                parts.next().unwrap_or(first).parse::<i64>().ok()
+            });
         // The owner's words, as written: no markup, so Telegram counts them as they are.
         let parts = crate::text::split(text, render::MAX_TEXT, char::len_utf16);
         Ok(parts

@@ -129,6 +129,78 @@ fn actor(user: &User, identities: &Identities) -> Actor {
     Actor { is_owner: identities.is_owner(CHANNEL, &id), name: Some(display_name(user)), id }
 }
 
+/// "0:07", "1:02:03".
+fn duration(seconds: u32) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if h > 0 { format!("{h}:{m:02}:{s:02}") } else { format!("{m}:{s:02}") }
+}
+
+fn file(name: &str, mime: Option<String>, size: u32) -> Attachment {
+    Attachment { name: name.to_owned(), mime, size: Some(u64::from(size)) }
+}
+
+/// What a message holds besides text, as a readable stand-in for its text (used when it
+/// has no text or caption) and its files' metadata (nothing is downloaded).
+fn media(message: &Message) -> (Option<String>, Vec<Attachment>) {
+    fn mime<M: ToString>(m: &Option<M>) -> Option<String> {
+        m.as_ref().map(ToString::to_string)
+    }
+    if let Some(v) = message.voice() {
+        let text = format!("[voice note {}]", duration(v.duration.seconds()));
+        return (Some(text), vec![file("voice.ogg", mime(&v.mime_type), v.file.size)]);
+    }
+    if let Some(a) = message.audio() {
+        let what = match (&a.performer, &a.title, &a.file_name) {
+            (Some(p), Some(t), _) => format!("{p} – {t}"),
+            (None, Some(t), _) => t.clone(),
+            (_, _, Some(name)) => name.clone(),
+            _ => "audio".into(),
+        };
+        let text = format!("[audio: {what} {}]", duration(a.duration.seconds()));
+        let name = a.file_name.clone().unwrap_or_else(|| "audio".into());
+        return (Some(text), vec![file(&name, mime(&a.mime_type), a.file.size)]);
+    }
+    if let Some(v) = message.video_note() {
+        let text = format!("[video note {}]", duration(v.duration.seconds()));
+        return (Some(text), vec![file("video_note.mp4", Some("video/mp4".into()), v.file.size)]);
+    }
+    if let Some(v) = message.video() {
+        let text = format!("[video {}]", duration(v.duration.seconds()));
+        let name = v.file_name.clone().unwrap_or_else(|| "video.mp4".into());
+        return (Some(text), vec![file(&name, mime(&v.mime_type), v.file.size)]);
+    }
+    if let Some(a) = message.animation() {
+        let name = a.file_name.clone().unwrap_or_else(|| "animation.mp4".into());
+        return (Some("[GIF]".into()), vec![file(&name, mime(&a.mime_type), a.file.size)]);
+    }
+    if let Some(sticker) = message.sticker() {
+        let text = match &sticker.emoji {
+            Some(emoji) => format!("[sticker {emoji}]"),
+            None => "[sticker]".into(),
+        };
+        return (Some(text), vec![file("sticker.webp", None, sticker.file.size)]);
+    }
+    if let Some(venue) = message.venue() {
+        return (Some(format!("[place: {}, {}]", venue.title, venue.address)), Vec::new());
+    }
+    if let Some(l) = message.location() {
+        return (Some(format!("[location {:.5}, {:.5}]", l.latitude, l.longitude)), Vec::new());
+    }
+    if let Some(c) = message.contact() {
+        let name = [Some(c.first_name.as_str()), c.last_name.as_deref()].into_iter().flatten().collect::<Vec<_>>();
+        return (Some(format!("[contact: {} {}]", name.join(" "), c.phone_number)), Vec::new());
+    }
+    if let Some(poll) = message.poll() {
+        let options: Vec<&str> = poll.options.iter().map(|o| o.text.as_str()).collect();
+        return (Some(format!("[poll: {} — {}]", poll.question, options.join(" / "))), Vec::new());
+    }
+    if let Some(dice) = message.dice() {
+        let emoji = serde_json::to_value(dice.emoji).ok().and_then(|e| e.as_str().map(str::to_owned));
+        return (Some(format!("[{} {}]", emoji.unwrap_or_else(|| "dice".into()), dice.value)), Vec::new());
+    }
+    (None, Vec::new())
+}
+
 fn from_message(
     update_id: i64,
     message: &Message,
@@ -152,11 +224,11 @@ fn from_message(
             size: Some(u64::from(photo.file.size)),
         });
     }
+    let (stand_in, media) = media(message);
+    attachments.extend(media);
+    let text = if text.trim().is_empty() { stand_in.unwrap_or_default() } else { text };
     if text.trim().is_empty() && attachments.is_empty() {
-        return Inbound::Ignored {
-            update_id,
-            reason: "a message with neither text nor a file (a sticker, a join)".into(),
-        };
+        return Inbound::Ignored { update_id, reason: "a service message (a join, a pin, a title change)".into() };
     }
     let command = (!edited).then(|| parse_command(&text)).flatten();
     let signal_kind = match (edited, &command) {
@@ -311,9 +383,47 @@ mod tests {
         assert_eq!(parse_command("/../etc"), None);
     }
 
+    fn message_of(raw: &serde_json::Value) -> ChatMessage {
+        match normalize(raw, &owner()) {
+            Inbound::Message(m) => m,
+            other => panic!("not a message: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_message_is_a_signal_whatever_it_holds() {
+        let voice: serde_json::Value = serde_json::from_str(include_str!("recorded/voice_note.json")).unwrap();
+        let m = message_of(&voice);
+        assert_eq!(m.signal.text, "[voice note 0:07]");
+        assert_eq!(m.signal.attachments[0].mime.as_deref(), Some("audio/ogg"));
+        assert_eq!(m.signal.attachments[0].size, Some(20480));
+        assert!(m.signal.actor.as_ref().unwrap().is_owner);
+
+        let all: Vec<serde_json::Value> = serde_json::from_str(include_str!("recorded/media_messages.json")).unwrap();
+        let texts: Vec<String> = all.iter().map(|raw| message_of(raw).signal.text).collect();
+        assert_eq!(
+            texts,
+            [
+                "[audio: Nina Simone – Feeling Good 3:25]",
+                "[video note 0:12]",
+                "[location 52.52001, 13.40495]",
+                "[contact: Ben Okafor +4930123456]",
+                "[poll: Lunch at noon? — Yes / No]",
+                // A caption is the text; the file is still an attachment.
+                "the demo from today",
+            ]
+        );
+        assert_eq!(message_of(&all[5]).signal.attachments[0].name, "demo.mp4");
+        let sticker = match recorded("sticker") {
+            Inbound::Message(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(sticker.signal.text, "[sticker 👍]");
+    }
+
     #[test]
     fn everything_else_is_skipped_with_its_id() {
-        for name in ["poll", "sticker", "future_kind"] {
+        for name in ["poll", "future_kind"] {
             match recorded(name) {
                 Inbound::Ignored { update_id, .. } => assert!(update_id > 815_300_000, "{name}"),
                 other => panic!("{name}: {other:?}"),

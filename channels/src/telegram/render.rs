@@ -43,6 +43,29 @@ pub fn snooze_keyboard(id: i64) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::new([presets, vec![button("« Back", Button::Back(id))]])
 }
 
+/// Under a reminder's acknowledgement while it waits: other times, and Cancel.
+pub fn reminder_keyboard(id: i64) -> InlineKeyboardMarkup {
+    let moves: Vec<_> = Preset::ALL.into_iter().map(|p| button(p.label(), Button::Move(id, p))).collect();
+    InlineKeyboardMarkup::new([moves, vec![button("Cancel", Button::Cancel(id))]])
+}
+
+/// The buttons a suggestion's message carries as it is now: none once it is decided.
+pub fn keyboard_for(s: &Suggestion) -> Option<InlineKeyboardMarkup> {
+    if loopgate_engine::request::reminder_waiting(s) {
+        Some(reminder_keyboard(s.id))
+    } else {
+        s.state.is_answerable().then(|| suggestion_keyboard(s.id))
+    }
+}
+
+/// The acknowledgement of a reminder the owner asked for, as a reply to their message: a
+/// posted copy of the reminder, so moving or cancelling it edits this message.
+pub fn acknowledge(chat_id: i64, reply_to: i32, s: &Suggestion, timezone: Tz) -> Value {
+    let mut params = send_message(chat_id, suggestion_text(s, timezone), keyboard_for(s));
+    params["reply_parameters"] = json!({"message_id": reply_to, "allow_sending_without_reply": true});
+    json!({"method": "sendMessage", "params": params, "surface": {"suggestion": s.id}})
+}
+
 pub fn approval_keyboard(id: i64) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::new([[button("Approve", Button::Approve(id)), button("Deny", Button::Deny(id))]])
 }
@@ -100,7 +123,7 @@ pub fn render_suggestion(delivery: &Delivery, chat_id: i64, timezone: Tz) -> Vec
         }),
         DeliveryKind::Update | DeliveryKind::Decided => json!({
             "method": "editMessageText",
-            "params": edit_text(suggestion_text(s, timezone), open.then(|| suggestion_keyboard(s.id))),
+            "params": edit_text(suggestion_text(s, timezone), keyboard_for(s)),
             "edit": {"suggestion": s.id},
         }),
     };
@@ -151,6 +174,26 @@ pub fn edit_prompt(chat_id: i64, s: &Suggestion) -> Value {
     let mut params = send_message(chat_id, cut(text), None);
     params["reply_markup"] = json!({"force_reply": true, "input_field_placeholder": "The new text"});
     json!({"method": "sendMessage", "params": params, "prompt": {"edit_suggestion": s.id}})
+}
+
+/// Act on a reply without words: asks for them; the owner's reply to this prompt is the
+/// text to send (through policy and approval, as every message).
+pub fn words_prompt(chat_id: i64, s: &Suggestion) -> Value {
+    let text = format!("✍️ <b>{}</b>\n\nWhat should I send? Reply to this message with the words.", escape(&s.title));
+    let mut params = send_message(chat_id, cut(text), None);
+    params["reply_markup"] = json!({"force_reply": true, "input_field_placeholder": "Your reply"});
+    json!({"method": "sendMessage", "params": params, "prompt": {"edit_suggestion": s.id}})
+}
+
+/// The model's draft of a reply, to send as it is, edit, or discard.
+pub fn draft(chat_id: i64, s: &Suggestion, draft: &str) -> Value {
+    let text = format!("✍️ Draft — <b>{}</b>\n\n{}", escape(&s.title), escape(draft));
+    let keyboard = InlineKeyboardMarkup::new([[
+        button("Send", Button::Send(s.id)),
+        button("Edit", Button::Edit(s.id)),
+        button("Cancel", Button::Discard(s.id)),
+    ]]);
+    json!({"method": "sendMessage", "params": send_message(chat_id, cut(text), Some(keyboard))})
 }
 
 /// Swaps the keyboard under a message the owner is looking at (snooze presets, back).

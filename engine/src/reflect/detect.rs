@@ -92,7 +92,9 @@ fn reply_to(signal: &Signal) -> serde_json::Value {
         "target": {
             "channel": signal.source.as_str(),
             "conversation": signal.conversation.as_ref().map(|c| c.id.clone()),
-            "reply_to": signal.external_id.clone(),
+            // An edit's own id ("chat:message:edit:…") is no message to answer: the
+            // message it edited is.
+            "reply_to": signal.external_id.as_deref().map(|id| id.split(":edit:").next().unwrap_or(id).to_owned()),
         },
         "text": "",
     })
@@ -165,7 +167,8 @@ fn task_words(original: &[&str], lower: &[String], from: usize, time: Option<(us
     kept.join(" ")
 }
 
-fn local(at: DateTime<Utc>, tz: Tz) -> String {
+/// A time as the owner reads it, in their zone: "Mon 30 Nov 09:00".
+pub fn local(at: DateTime<Utc>, tz: Tz) -> String {
     at.with_timezone(&tz).format("%a %-d %b %H:%M").to_string()
 }
 
@@ -192,6 +195,19 @@ fn reminder_trigger(lower: &[String]) -> Option<(usize, usize)> {
     REMINDER_TRIGGERS.iter().find_map(|t| find_phrase(lower, t).map(|i| (i, t.len())))
 }
 
+/// A request to be reminded, read from `text` said at `said_at`: what (the task, in the
+/// owner's spelling, without the trigger and the time) and when, if a time was given.
+/// `None` when the text asks for no reminder, or for one without a task.
+pub fn reminder_request(text: &str, said_at: DateTime<Utc>, timezone: Tz) -> Option<(String, Option<DateTime<Utc>>)> {
+    let lower = when::words(text);
+    let original = original_words(text);
+    let (at, trigger) = reminder_trigger(&lower)?;
+    let found = when::find(text, said_at, timezone);
+    let time = found.as_ref().map(|w| w.words);
+    let task = task_words(&original, &lower, at + trigger, time);
+    (!task.is_empty()).then(|| (task, found.map(|w| w.at)))
+}
+
 /// Whether the text asks loopgate for a reminder (a request to loopgate, not a task done).
 pub(crate) fn asks_for_reminder(text: &str) -> bool {
     // Every trigger has one of these words; most messages have none, and splitting them
@@ -204,18 +220,11 @@ pub(crate) fn asks_for_reminder(text: &str) -> bool {
 /// Friday", "don't let me forget to water the plants tonight", "note to self: renew passport".
 pub fn reminders(signals: &[Signal], ctx: &Context) -> Vec<Idea> {
     let mut ideas = Vec::new();
-    for signal in signals.iter().filter(|s| from_owner(s)) {
-        let lower = when::words(&signal.text);
-        let original = original_words(&signal.text);
-        let Some((at, trigger)) = reminder_trigger(&lower) else { continue };
-        let found = when::find(&signal.text, signal.occurred_at, ctx.timezone);
+    // An edit is the owner's request changed: handled as a command when it arrived (it
+    // updates or cancels the reminder of the message it edits), never a second reminder.
+    for signal in signals.iter().filter(|s| from_owner(s) && s.kind.as_str() != "message_edit") {
         // "remind me in 2 hours" means two hours after it was said, not after now.
-        let time = found.as_ref().map(|w| w.words);
-        let task = task_words(&original, &lower, at + trigger, time);
-        if task.is_empty() {
-            continue;
-        }
-        let due = found.map(|w| w.at);
+        let Some((task, due)) = reminder_request(&signal.text, signal.occurred_at, ctx.timezone) else { continue };
         let why_now = match due {
             Some(due) if due <= ctx.now => format!("you asked to be reminded at {}", local(due, ctx.timezone)),
             Some(due) => {
@@ -648,6 +657,20 @@ mod tests {
         let done = owner(4, 10, "Sent! Here's the contract.");
         let ideas = promises(&[dana, no_deadline, kept, done], &ctx());
         assert!(ideas.is_empty(), "{ideas:?}");
+    }
+
+    #[test]
+    fn a_question_edited_is_answered_on_the_message_it_edited() {
+        let mut asked = signal(S {
+            id: 2,
+            who: Some(("dana", false)),
+            chat: Some(("c1", Some("Team"))),
+            minutes_ago: 300,
+            text: "Can you review the budget draft?",
+        });
+        asked.external_id = Some("-100:57:edit:1764403200".into());
+        let ideas = unanswered_questions(&[owner(1, 600, "Morning all"), asked], &ctx());
+        assert_eq!(ideas[0].action["target"]["reply_to"], "-100:57");
     }
 
     #[test]

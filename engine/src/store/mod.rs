@@ -17,6 +17,7 @@ mod model;
 mod outbox;
 mod outbox_sql;
 mod plan;
+mod requests;
 mod sql;
 mod writer;
 

@@ -41,6 +41,13 @@ fn owner() -> Responder {
     Responder { by: "owner".into(), via: "test".into() }
 }
 
+/// Acting on a reply with the owner's words (a reply raised without them sends nothing).
+fn with_words(question: &Suggestion) -> Response {
+    let action =
+        loopgate_engine::suggestion::edited_action(&question.action, &serde_json::json!("On my way.")).unwrap();
+    Response::Edit { action }
+}
+
 /// A reminder without a time (acting notes it done: allowed) and a question to the owner
 /// (acting replies: a message, which asks first).
 async fn setup(h: &Harness, dir: &std::path::Path) -> (Arc<Intelligence>, Arc<Counting>, Suggestion, Suggestion) {
@@ -108,7 +115,7 @@ async fn an_approval_is_decided_once_runs_its_task_once_and_survives_a_restart(d
     let mut h = harness(db, Retention::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let (intel, _, _, question) = setup(&h, dir.path()).await;
-    let task = intel.respond(question.id, &Response::Act, &owner()).await.unwrap().task.unwrap();
+    let task = intel.respond(question.id, &with_words(&question), &owner()).await.unwrap().task.unwrap();
     let approval_id = task.approval_id.unwrap();
 
     // A restart while it waits: still pending, still decidable.
@@ -155,7 +162,7 @@ async fn denied_and_expired_approvals_never_run(db: Db) {
     let h = harness(db, Retention::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let (intel, counting, _, question) = setup(&h, dir.path()).await;
-    let first = intel.respond(question.id, &Response::Act, &owner()).await.unwrap().task.unwrap();
+    let first = intel.respond(question.id, &with_words(&question), &owner()).await.unwrap().task.unwrap();
     let approval_id = first.approval_id.unwrap();
     // From a chat, only someone allowed to answer may decide; anyone else changes nothing.
     let stranger = Claimant { channel: "telegram".into(), user_id: "666".into(), name: Some("Mallory".into()) };
@@ -262,7 +269,7 @@ async fn an_approval_left_waiting_is_raised_by_reflection(db: Db) {
     let h = harness(db, Retention::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let (intel, _, _, question) = setup(&h, dir.path()).await;
-    let task = intel.respond(question.id, &Response::Act, &owner()).await.unwrap().task.unwrap();
+    let task = intel.respond(question.id, &with_words(&question), &owner()).await.unwrap().task.unwrap();
     intel.pulse(true).await.unwrap();
     let raised = |list: Vec<Suggestion>| list.into_iter().filter(|s| s.class == "ageing_approval").collect::<Vec<_>>();
     assert!(raised(h.store.suggestions(&[], 50).await.unwrap()).is_empty(), "fresh approvals are not nagged about");
@@ -271,7 +278,7 @@ async fn an_approval_left_waiting_is_raised_by_reflection(db: Db) {
     intel.pulse(true).await.unwrap();
     let ageing = raised(h.store.suggestions(&[SuggestionState::Active], 50).await.unwrap());
     assert_eq!(ageing.len(), 1);
-    assert_eq!(ageing[0].title, "Waiting for your approval: message to telegram:ana");
+    assert_eq!(ageing[0].title, "Waiting for your approval: message to telegram:ana: “On my way.”");
     assert!(ageing[0].why_now.contains("expires in 19 hours"), "{}", ageing[0].why_now);
     assert_eq!(ageing[0].expires_at, task.created_at + Duration::hours(24), "gone when the approval is");
     assert_eq!(ageing[0].key, format!("approval:{}", task.approval_id.unwrap()));

@@ -154,12 +154,17 @@ pub async fn ingest(
     ApiJson(body): ApiJson<IngestBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let signal = body.into_signal(&state)?;
-    let outcome = state.store.ingest(signal).await?;
+    let outcome = state.store.ingest(signal.clone()).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     if !outcome.duplicate {
         tracing::debug!(signal_id = outcome.id, merged = outcome.merged, "signal recorded");
     }
-    Ok((status, Json(json!({"id": outcome.id, "duplicate": outcome.duplicate, "merged": outcome.merged}))))
+    let mut body = json!({"id": outcome.id, "duplicate": outcome.duplicate, "merged": outcome.merged});
+    // The owner's own request ("remind me in 10 minutes to …") is a command, taken now.
+    if let Some(reply) = state.intelligence.handle_owner_signal(outcome.id, &signal).await? {
+        body["reply"] = reply.into();
+    }
+    Ok((status, Json(body)))
 }
 
 #[derive(Debug, Deserialize)]
