@@ -299,3 +299,27 @@ async fn an_owner_request_through_the_api_is_a_command_too() {
     assert_eq!(reminders(&app).await.len(), 1);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_asked_for_inside_quiet_hours_still_comes_at_its_time() {
+    let fake = FakeTelegram::start().await;
+    // Monday 30 November 2026, 22:30 in Berlin: quiet from 22:00 to 07:00.
+    let clock = ManualClock::new(chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 30, 21, 30, 0).unwrap());
+    let section = telegram_section(&fake);
+    let app = spawn_app_in(tempfile::tempdir().unwrap(), Arc::new(clock.clone()), move |c| {
+        owner_only(c);
+        c.owner.quiet_hours = Some("22:00-07:00".into());
+        c.telegram = Some(section);
+    })
+    .await;
+    say(&fake, &clock, 1, "remind me at 23:00 to close the windows");
+    let sent = wait_sent(&fake, 1).await;
+    assert_eq!(sent[0].0, "⏰ <b>Today 23:00 (Europe/Berlin)</b>: close the windows");
+    clock.advance(chrono::Duration::minutes(30));
+    let sent = wait_sent(&fake, 2).await;
+    assert!(sent[1].0.contains("Reminder: close the windows"), "{sent:#?}");
+    // What loopgate infers waits for the morning: a pulse now is deferred.
+    let report = app.post("/api/pulse", json!({"scheduled": true})).await.1;
+    assert_eq!(report["outcome"], "deferred", "{report}");
+    app.shutdown().await;
+}
