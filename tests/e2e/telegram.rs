@@ -675,7 +675,20 @@ async fn a_group_that_became_a_supergroup_is_followed_for_good() {
     })
     .await;
     assert!(fake.calls("sendMessage")[before..].iter().all(|c| c.ok && c.params["chat_id"] == new));
-    app.shutdown().await;
+    // `doctor` says where the chat went, and how to say so in the configuration.
+    let dir = app.shutdown().await;
+    let extra = format!(
+        "[owner]\ntelegram_user_ids = [{OWNER_ID}]\n[telegram]\ntoken_env = \"DOCTOR_TELEGRAM_TOKEN\"\napi_url = \"{}\"\nchat_id = {old}\n",
+        fake.url
+    );
+    let config = crate::helpers::write_config(dir.path(), &extra);
+    let (_, stdout, _) = tokio::task::spawn_blocking(move || {
+        crate::helpers::run_cli(&config, &["doctor"], &[("DOCTOR_TELEGRAM_TOKEN", crate::fake_telegram::BOT_TOKEN)])
+    })
+    .await
+    .unwrap();
+    assert!(stdout.contains(&format!("chat {old} became a supergroup, now {new}")), "{stdout}");
+    assert!(stdout.contains(&format!("telegram.chat_id = {new}")), "{stdout}");
 }
 
 #[tokio::test]
