@@ -281,6 +281,10 @@ impl Intelligence {
         } else {
             format!("{} (I cannot chat right now: {why}.)", crate::request::small_talk(said))
         };
+        // Two messages answered at once must not both show it: the look and the mark are
+        // one step.
+        static ONE_LOOK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = ONE_LOOK.lock().await;
         let today = self.store().clock().now().with_timezone(&self.settings().rules.timezone).date_naive().to_string();
         let key = format!("capabilities:{source}:{conversation}");
         let shown = self.store().channel_state("requests", &key).await.ok().flatten();
