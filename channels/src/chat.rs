@@ -352,7 +352,14 @@ pub async fn press(
     let response = match button {
         Button::Act(id) => match open(intelligence, id, claimant).await? {
             Pressed::Open(s) if loopgate_engine::request::needs_words(&s) => {
-                let draft = intelligence.draft_reply(&s).await;
+                // A draft the model cannot give within the platform's answer window is no
+                // draft: the owner is asked for the words instead.
+                let draft = within(wait, {
+                    let (intelligence, s) = (intelligence.clone(), s.clone());
+                    async move { intelligence.draft_reply(&s).await }
+                })
+                .await
+                .flatten();
                 if let Some(draft) = &draft {
                     intelligence.keep_draft(id, draft).await?;
                 }
@@ -374,6 +381,9 @@ pub async fn press(
             }
         }
         Button::Discard(id) => {
+            if let Pressed::Refused(why) = open(intelligence, id, claimant).await? {
+                return Ok(Pressed::Refused(why));
+            }
             intelligence.take_draft(id).await?;
             return Ok(Pressed::Done("Draft discarded.".into()));
         }

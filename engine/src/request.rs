@@ -43,6 +43,8 @@ pub enum Request {
     Stop,
     Resume,
     Help,
+    /// "never mind", "forget it": the question waiting for an answer is dropped.
+    NeverMind,
 }
 
 /// Reads a request in `text`, said at `said_at` (relative times count from then), in the
@@ -63,6 +65,10 @@ pub fn understand(text: &str, said_at: DateTime<Utc>, timezone: Tz) -> Option<Re
     };
     if let Some(what) = original_after(&["remember that ", "remember: ", "remember "]).filter(|w| !w.is_empty()) {
         return Some(Request::Remember(what));
+    }
+    // "forget it", "never mind": the owner drops what was just asked, nothing is deleted.
+    if matches!(plain.as_str(), "forget it" | "forget that" | "never mind" | "nevermind" | "nvm" | "cancel") {
+        return Some(Request::NeverMind);
     }
     if rest_after(&["forget "]).is_some() {
         let what = original_after(&["forget about ", "forget that ", "forget "]).unwrap_or_default();
@@ -107,6 +113,18 @@ pub fn understand(text: &str, said_at: DateTime<Utc>, timezone: Tz) -> Option<Re
         "resume" | "continue" | "unpause" | "carry on" | "go on" | "start again" => Some(Request::Resume),
         "help" | "what can you do" | "commands" | "how does this work" => Some(Request::Help),
         _ => None,
+    }
+}
+
+impl Request {
+    /// Whether a request may come by mail, where the sender's address is only a claim:
+    /// reminders and questions (answered to the owner's own address) only — nothing that
+    /// deletes, pauses or teaches.
+    pub fn safe_by_mail(&self) -> bool {
+        matches!(
+            self,
+            Request::Remind { .. } | Request::WhatsOpen | Request::Recall(_) | Request::Help | Request::NeverMind
+        )
     }
 }
 
@@ -208,14 +226,16 @@ impl Intelligence {
         if request.is_none()
             && let Some(asked) = self.asked(said).await?
             && let Some(found) = when::find(said.text, said.at, tz)
+            // An answer is a time, maybe with a word or two ("ok, tomorrow at 9"); "the
+            // meeting moved to 3pm" is news, not the answer.
+            && when::words(said.text).len() <= found.words.1 - found.words.0 + 2
         {
             // "tomorrow at 9" answering "When should I remind you to …?"
             self.store().set_channel_state(ASKED, &asked_key(said), "").await?;
-            let _ = found.words;
             return self.set_reminder(asked.signal, &asked.task, found.at, said).await;
         }
         let Some(request) = request else { return Ok(Handled::NotARequest) };
-        if !matches!(request, Request::Remind { at: None, .. }) {
+        if !matches!(request, Request::Remind { at: None, .. } | Request::NeverMind) {
             self.store().set_channel_state(ASKED, &asked_key(said), "").await?;
         }
         Ok(match request {
@@ -243,6 +263,13 @@ impl Intelligence {
                 Handled::Answer("▶️ Resumed.".into())
             }
             Request::Help => Handled::Answer(capabilities().into()),
+            Request::NeverMind => match self.asked(said).await? {
+                Some(asked) => {
+                    self.store().set_channel_state(ASKED, &asked_key(said), "").await?;
+                    Handled::Answer(format!("OK — no reminder to {}.", asked.task))
+                }
+                None => Handled::Answer("OK.".into()),
+            },
         })
     }
 
@@ -302,13 +329,32 @@ impl Intelligence {
         at: DateTime<Utc>,
         said: &Said<'_>,
     ) -> Result<Handled, StoreError> {
-        let key = reminder_key(asked_in);
-        if let Some(existing) = self.store().suggestion_by_key(&key).await? {
-            let at = existing.snoozed_until.or(existing.due_at).unwrap_or(at);
-            return Ok(Handled::Reminder { id: existing.id, task: task.to_owned(), at, moved: false });
-        }
         let now = self.store().clock().now();
         let tz = self.settings().rules.timezone;
+        let mut key = reminder_key(asked_in);
+        if let Some(existing) = self.store().suggestion_by_key(&key).await? {
+            let open = matches!(
+                existing.state,
+                SuggestionState::Scheduled | SuggestionState::Snoozed | SuggestionState::Active
+            );
+            if open && existing.snoozed_until.or(existing.due_at) == Some(at) {
+                // The same message handled again (a redelivery): nothing changes.
+                return Ok(Handled::Reminder { id: existing.id, task: task.to_owned(), at, moved: false });
+            }
+            if open {
+                // Raised already without a time (the reflector read the request before its
+                // answer came): the answer gives it its time.
+                let (title, action) = reminder_parts(task);
+                let why = format!("you asked to be reminded at {}", detect::local(at, tz));
+                if self.store().reschedule_reminder(&existing, &title, &why, &action, at).await? {
+                    self.due_changed();
+                    return Ok(Handled::Reminder { id: existing.id, task: task.to_owned(), at, moved: false });
+                }
+            }
+            // The same words as a request answered long ago (the ledger merged them into
+            // that signal): a new reminder, not the old one.
+            key = format!("{key}:{}", crate::clock::to_millis(now));
+        }
         let (title, action) = reminder_parts(task);
         let suggestion = NewSuggestion {
             key: key.clone(),
@@ -511,14 +557,31 @@ impl Intelligence {
         })
     }
 
-    /// Forgets the memory that matches best, for good; says which, or that none matched.
+    /// Forgets, for good, the one memory that holds every word asked about; with several,
+    /// names them and forgets none (a deletion is never a guess); with none, says so. Asked
+    /// twice, the second finds nothing left.
     async fn forget_for_owner(&self, what: &str) -> Result<String, StoreError> {
-        let hits = self.store().search_memories(&MemoryQuery { text: what.to_owned(), kind: None, limit: 1 }).await?;
-        let Some(hit) = hits.into_iter().next() else {
-            return Ok(format!("I remember nothing about “{what}”."));
+        let words: Vec<String> = when::words(what).into_iter().filter(|w| w.chars().count() >= 3).collect();
+        let hits = self.store().search_memories(&MemoryQuery { text: what.to_owned(), kind: None, limit: 5 }).await?;
+        let holds_all = |content: &str| {
+            let content = content.to_lowercase();
+            !words.is_empty() && words.iter().all(|w| content.contains(w.as_str()))
         };
-        self.store().forget_memory(hit.memory.id).await?;
-        Ok(format!("Forgotten: {} (#{})", hit.memory.content, hit.memory.id))
+        let matching: Vec<_> = hits.into_iter().filter(|h| holds_all(&h.memory.content)).collect();
+        match matching.as_slice() {
+            [] => Ok(format!("I remember nothing about “{what}”.")),
+            [hit] => {
+                self.store().forget_memory(hit.memory.id).await?;
+                Ok(format!("Forgotten: {} (#{})", hit.memory.content, hit.memory.id))
+            }
+            several => {
+                let mut text = format!("Which one? Say more of it (or forget it with `loopgate memory forget ID`):");
+                for hit in several {
+                    text.push_str(&format!("\n• {} (#{})", hit.memory.content, hit.memory.id));
+                }
+                Ok(text)
+            }
+        }
     }
 
     async fn recall(&self, topic: &str) -> Result<String, StoreError> {
@@ -662,6 +725,8 @@ mod tests {
             ("resume", Some(Request::Resume)),
             ("help", Some(Request::Help)),
             ("what can you do?", Some(Request::Help)),
+            ("forget it", Some(Request::NeverMind)),
+            ("never mind", Some(Request::NeverMind)),
             ("thanks!", None),
             ("ok", None),
             ("see you later", None),

@@ -256,6 +256,9 @@ async fn beat(
     let next = |i: &Intelligence| chrono::Duration::from_std(every).ok().map(|d| i.store().clock().now() + d);
     intelligence.set_next_pulse(next(&intelligence));
     let wake_channels = || deliveries.iter().for_each(|d| d.notify_one());
+    // Something due that could not be brought back (the kill switch is on) is looked at
+    // again after a pause, not in a tight loop.
+    let mut held = false;
     loop {
         let now = intelligence.store().clock().now();
         let due = match intelligence.store().next_due_at().await {
@@ -265,7 +268,10 @@ async fn beat(
                 None
             }
         };
-        let until_due = due.map_or(DUE_LOOK, |at| (at - now).to_std().unwrap_or(Duration::ZERO).min(DUE_LOOK));
+        let until_due = match due {
+            Some(at) if !(held && at <= now) => (at - now).to_std().unwrap_or(Duration::ZERO).min(DUE_LOOK),
+            _ => DUE_LOOK,
+        };
         tokio::select! {
             _ = tick.tick() => {
                 match intelligence.pulse(false).await {
@@ -276,11 +282,15 @@ async fn beat(
                 wake_channels();
             }
             () = tokio::time::sleep(until_due) => {
+                held = false;
                 if due.is_some_and(|at| at <= intelligence.store().clock().now()) {
                     match intelligence.release_due().await {
                         Ok(came) if !came.is_empty() => wake_channels(),
-                        Ok(_) => {}
-                        Err(error) => tracing::warn!(%error, "bringing back what is due failed"),
+                        Ok(_) => held = true,
+                        Err(error) => {
+                            held = true;
+                            tracing::warn!(%error, "bringing back what is due failed");
+                        }
                     }
                 }
             }

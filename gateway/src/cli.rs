@@ -602,6 +602,8 @@ async fn signal(settings: Settings, args: SignalArgs) -> anyhow::Result<()> {
     // The owner's own request is a command, taken now; the server's due timer posts a
     // reminder at its time.
     let reply = match &outcome {
+        // A signal recorded before (the same external id) is not carried out twice.
+        Ok(outcome) if outcome.duplicate => Ok(None),
         Ok(outcome) => {
             let intelligence =
                 loopgate_engine::intelligence::Intelligence::new(store.clone(), settings.intelligence.clone());

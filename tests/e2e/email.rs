@@ -616,6 +616,17 @@ async fn the_owner_mailing_a_request_to_loopgate_gets_a_threaded_answer() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.get("/api/suggestions?state=scheduled").await["suggestions"].as_array().unwrap().len(), 1);
     assert_eq!(mail::messages("owner", &b.owner).await.len(), 1);
+    // A From: header is only a claim: "stop" by mail changes nothing, and says why.
+    let raw = format!(
+        "From: Owner <{owner}>\nTo: {}\nSubject: stop\nDate: {}\nMessage-ID: <stop-1@test.local>\nMIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\n\nstop\n",
+        to_inbox(&b),
+        chrono::Utc::now().to_rfc2822(),
+    );
+    send_raw(&owner, &to_inbox(&b), &raw).await;
+    let answer = read(&wait_for_messages("owner", &b.owner, 2).await[1]);
+    assert!(answer.text.contains("By mail I take reminders and questions only"), "{}", answer.text);
+    assert_eq!(app.get("/api/heartbeat").await["paused"], false);
 }
 
 /// One ordinary day of the owner's, across Telegram, Discord and mail, on a controlled

@@ -323,3 +323,74 @@ async fn a_reminder_asked_for_inside_quiet_hours_still_comes_at_its_time() {
     assert_eq!(report["outcome"], "deferred", "{report}");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_due_while_stopped_waits_for_resume_then_comes() {
+    let fake = FakeTelegram::start().await;
+    let clock = monday_morning();
+    let app = telegram_app(tempfile::tempdir().unwrap(), &fake, &clock).await;
+    say(&fake, &clock, 1, "remind me in 5 minutes to check the oven");
+    wait_sent(&fake, 1).await;
+    say(&fake, &clock, 2, "stop");
+    let sent = wait_sent(&fake, 2).await;
+    assert!(sent[1].0.starts_with("⏹ Stopped"), "{sent:#?}");
+    clock.advance(chrono::Duration::minutes(6));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sent_to_owner(&fake).len(), 2, "nothing is dispatched while stopped");
+    let (status, _) = app.post("/api/resume", json!({})).await;
+    assert_eq!(status, 200);
+    let came = Instant::now();
+    let sent = wait_sent(&fake, 3).await;
+    assert!(sent[2].0.contains("Reminder: check the oven"), "{sent:#?}");
+    assert!(came.elapsed() < Duration::from_secs(5), "{:?} after resume", came.elapsed());
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_answers_and_repeats_are_read_as_the_owner_meant_them() {
+    let fake = FakeTelegram::start().await;
+    let clock = monday_morning();
+    let app = telegram_app(tempfile::tempdir().unwrap(), &fake, &clock).await;
+    app.post("/api/memory", json!({"kind": "preference", "content": "Ana prefers calls"})).await;
+
+    // A question back; news with a time in it is not the answer; "forget it" drops it and
+    // deletes no memory.
+    say(&fake, &clock, 1, "remind me to call the plumber");
+    wait_sent(&fake, 1).await;
+    say(&fake, &clock, 2, "the meeting moved to 3pm");
+    let sent = wait_sent(&fake, 2).await;
+    assert!(!sent[1].0.contains('⏰'), "not an answer: {sent:#?}");
+    say(&fake, &clock, 3, "forget it");
+    let sent = wait_sent(&fake, 3).await;
+    assert_eq!(sent[2].0, "OK — no reminder to call the plumber.");
+    assert_eq!(app.get("/api/memory?q=Ana").await["memories"].as_array().unwrap().len(), 1);
+    say(&fake, &clock, 4, "tomorrow at 9");
+    let sent = wait_sent(&fake, 4).await;
+    assert!(!sent[3].0.contains('⏰'), "the question is gone: {sent:#?}");
+
+    // The same request on another day, after the first was done: a new reminder.
+    say(&fake, &clock, 5, "remind me in 1 minute to stretch");
+    wait_sent(&fake, 5).await;
+    clock.advance(chrono::Duration::seconds(61));
+    let sent = wait_sent(&fake, 6).await;
+    assert!(sent[5].0.contains("Reminder: stretch"), "{sent:#?}");
+    let first = reminders(&app).await.into_iter().find(|r| r["title"] == "Reminder: stretch").unwrap();
+    app.post(&format!("/api/suggestions/{}/respond", first["id"]), json!({"response": "act"})).await;
+    clock.advance(chrono::Duration::days(1));
+    say(&fake, &clock, 6, "remind me in 1 minute to stretch");
+    let sent = wait_sent(&fake, 7).await;
+    assert!(sent[6].0.starts_with("⏰ <b>Today"), "a new acknowledgement: {sent:#?}");
+    let stretches: Vec<Value> =
+        reminders(&app).await.into_iter().filter(|r| r["title"] == "Reminder: stretch").collect();
+    assert_eq!(stretches.len(), 2, "{stretches:#?}");
+    assert!(stretches.iter().any(|r| r["state"] == "scheduled"), "{stretches:#?}");
+
+    // Someone else's "stop", forwarded by the owner, is their words, not a command.
+    let mut forwarded = message_json(OWNER, "Ana", OWNER, 7, "stop");
+    forwarded["date"] = json!(loopgate_engine::Clock::now(&clock).timestamp());
+    forwarded["forward_origin"] = json!({"type": "user", "date": 1764403200, "sender_user": {"id": 77, "is_bot": false, "first_name": "Mallory"}});
+    fake.push("message", forwarded);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.get("/api/heartbeat").await["paused"], false);
+    app.shutdown().await;
+}

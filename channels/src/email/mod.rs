@@ -297,7 +297,21 @@ impl Email {
         let (subject, body) = signal.text.split_once("\n\n").unwrap_or((signal.text.as_str(), ""));
         let first_paragraph = body.trim().split("\n\n").next().unwrap_or_default().trim();
         let mut reply = None;
+        let tz = self.config.timezone;
+        let said_at = signal.occurred_at.unwrap_or_else(|| self.store.clock().now());
         for text in [first_paragraph, subject.trim()].into_iter().filter(|t| !t.is_empty()) {
+            // A From: header is a claim anyone can make: by mail, only what cannot harm
+            // (a reminder, a question answered to the owner's own address).
+            if let Some(request) = loopgate_engine::request::understand(text, said_at, tz)
+                && !request.safe_by_mail()
+            {
+                reply = Some(
+                    "By mail I take reminders and questions only; pausing, stopping, remembering and forgetting \
+                     are for chat or the command line, where you are known for sure."
+                        .to_owned(),
+                );
+                break;
+            }
             let mut asked = signal.clone();
             asked.text = text.to_owned();
             reply = self.intelligence.handle_owner_signal(id, &asked).await?;

@@ -271,6 +271,10 @@ impl Telegram {
         let (chat_id, message_id) = (message.chat_id, message.message_id);
         let now = self.store.clock().now();
         let ingested = self.store.ingest(message.signal.clone()).await?;
+        if message.forwarded {
+            // Someone else's words passed on: recorded, never taken as the owner's command.
+            return Ok(());
+        }
         let edits = match message.edited {
             true => self.store.signal_by_external_id(CHANNEL, &format!("{chat_id}:{message_id}")).await?,
             false => None,

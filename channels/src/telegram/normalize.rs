@@ -32,6 +32,8 @@ pub struct ChatMessage {
     /// The message this one replies to, when it does.
     pub reply_to: Option<i32>,
     pub edited: bool,
+    /// Forwarded from someone (or somewhere) else: their words, never the owner's request.
+    pub forwarded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -269,6 +271,7 @@ fn from_message(
         command,
         reply_to,
         edited,
+        forwarded: message.forward_origin().is_some(),
     })
 }
 

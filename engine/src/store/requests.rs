@@ -33,8 +33,8 @@ macro_rules! requests_sql {
                 q.build_query_scalar().fetch_optional(&mut *conn).await
             }
 
-            /// A new text, action and time for a reminder still waiting (scheduled or
-            /// snoozed); it waits for the new time. False if it was not waiting any more.
+            /// A new text, action and time for a reminder still open (scheduled, snoozed, or
+            /// shown without a time); it waits for the new time. False if it was answered.
             #[allow(clippy::too_many_arguments)]
             pub(crate) async fn reschedule(
                 conn: &mut Conn,
@@ -57,7 +57,8 @@ macro_rules! requests_sql {
                 q.push(" AND state IN (");
                 q.separated(", ")
                     .push_bind(crate::suggestion::SuggestionState::Scheduled.as_str())
-                    .push_bind(crate::suggestion::SuggestionState::Snoozed.as_str());
+                    .push_bind(crate::suggestion::SuggestionState::Snoozed.as_str())
+                    .push_bind(crate::suggestion::SuggestionState::Active.as_str());
                 q.push(")");
                 Ok(q.build().execute(&mut *conn).await?.rows_affected() == 1)
             }
@@ -127,8 +128,8 @@ impl Store {
         })
     }
 
-    /// Moves a waiting reminder to a new text and time (its message was edited). Returns
-    /// false if it is not waiting any more (it came due, or was answered).
+    /// Moves an open reminder to a new text and time (its message was edited, or its time
+    /// given). Returns false if it was answered meanwhile.
     pub async fn reschedule_reminder(
         &self,
         current: &Suggestion,

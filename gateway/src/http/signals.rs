@@ -161,7 +161,10 @@ pub async fn ingest(
     }
     let mut body = json!({"id": outcome.id, "duplicate": outcome.duplicate, "merged": outcome.merged});
     // The owner's own request ("remind me in 10 minutes to …") is a command, taken now.
-    if let Some(reply) = state.intelligence.handle_owner_signal(outcome.id, &signal).await? {
+    // A delivery seen before (a retry of the same request) is not carried out twice.
+    if !outcome.duplicate
+        && let Some(reply) = state.intelligence.handle_owner_signal(outcome.id, &signal).await?
+    {
         body["reply"] = reply.into();
     }
     Ok((status, Json(body)))
