@@ -256,6 +256,11 @@ fn card_text(s: &Suggestion, timezone: Tz, markup: Markup) -> String {
     let e = |t: &str| markup.escape(t);
     let short = |t: &str, max: usize| e(&shorten(t, max));
     let mut text = format!("💡 {}\n{}", markup.bold(&short(&s.title, MAX_TITLE)), short(&s.why_now, MAX_WHY));
+    // Why it ranks where it does, in the owner's terms ("ranked up: you acted on 6 of this
+    // sender's last 7"), when learning had a say.
+    if !s.ranking.ranked.trim().is_empty() {
+        text.push_str(&format!("\n↕ {}", short(&s.ranking.ranked, MAX_EVIDENCE_LINE)));
+    }
     for line in s.evidence.iter().take(MAX_EVIDENCE) {
         text.push_str(&format!("\n• {}", short(&line.summary, MAX_EVIDENCE_LINE)));
     }

@@ -17,11 +17,11 @@ use loopgate_policies::{Identities, Policy};
 
 use crate::actions::{Executor, NothingConfigured};
 use crate::heartbeat::{self, Outcome, Pending, Rules};
-use crate::learning::Weights;
+use crate::learning::{self, HeldKey, Ranking, RankingDetail, Weights};
 use crate::memory::{MemoryCandidate, MemoryKind, Origin, Rejection, RememberOutcome};
 use crate::reflect::detect::{self, Context, Idea, IdeaKind};
 use crate::reflect::habits;
-use crate::reflect::run::{self, Critique, Evidence, Judging};
+use crate::reflect::run::{self, Critique, Evidence, Judging, Ranked};
 use crate::signal::Signal;
 use crate::store::{HeartbeatRecord, MemoryQuery, NewSuggestion, RunRecord, SignalQuery, Store, StoreError, Upkeep};
 use crate::suggestion::{
@@ -458,23 +458,36 @@ impl Intelligence {
         // reflector; its ideas go through the same critique and policy.
         let (model_ideas, model_record) = self.model_ideas(&evidence).await;
         ideas.extend(model_ideas);
-        let keys: Vec<String> = ideas.iter().map(|i| i.key.clone()).collect();
-        evidence.live_keys = self.store.existing_idea_keys(&keys).await.context("reading known suggestions")?;
+        self.known_suggestions(&mut ideas, &mut evidence).await.context("reading known suggestions")?;
         evidence.forgotten_keys = self.remember_habits(&ideas, &evidence, &ctx).await.context("remembering habits")?;
+        evidence.noise_places = self.noise_places(&ideas, &evidence).await.context("reading where noise came from")?;
         let weights = Weights::at(&self.store.weights().await.context("reading weights")?, now);
+        let held = self.store.held_ideas().await.context("reading what learning held back")?;
         let open = self.store.count_suggestions(SuggestionState::Active).await?
             + self.store.count_suggestions(SuggestionState::Scheduled).await?;
         let room = settings.max_active.saturating_sub(open as usize);
-        let hour = now.with_timezone(&settings.rules.timezone).hour();
-        let score = |idea: &Idea| weights.score(idea.confidence, class_of(idea.kind), source_of(idea, &evidence), hour);
-        let thought = run::judge(ideas, &evidence, &Judging { score: &score, room, now, policy: &settings.policy });
+        let timezone = settings.rules.timezone;
+        // Scoped so the ranking closure is gone before the next await.
+        let thought = {
+            let rank = |idea: &Idea| {
+                let features = features_of(idea, &evidence, shown_at(idea, now).with_timezone(&timezone).hour());
+                Ranked { rank: weights.rank(&features, idea.confidence), features }
+            };
+            let judging = Judging { rank: Box::new(rank), room, now, policy: &settings.policy, held };
+            run::judge(ideas, &evidence, &judging)
+        };
+        self.store.record_held(&thought.held).await.context("remembering what learning held back")?;
 
-        let new: Vec<NewSuggestion> = thought
+        let (new, rankings): (Vec<NewSuggestion>, Vec<Ranking>) = thought
             .decision
             .iter()
-            .filter_map(|idea| Some(self.suggestion_from(idea, &evidence, thought.critique_of(&idea.key)?, now)))
-            .collect();
-        let created = self.store.create_suggestions(run_id, &new).await.context("creating suggestions")?;
+            .filter_map(|idea| {
+                let critique = thought.critique_of(&idea.key)?;
+                Some(self.suggestion_from(idea, &evidence, critique, thought.ranks.get(&idea.key), now))
+            })
+            .unzip();
+        let created =
+            self.store.create_ranked_suggestions(run_id, &new, &rankings).await.context("creating suggestions")?;
         let shown = self.store.suggestions_by_id(&created).await?;
         let dispatch = Dispatch::new(&shown, upkeep);
         let next_followup = detect::next_question_ripens(&evidence.signals, &ctx);
@@ -513,10 +526,8 @@ impl Intelligence {
         ctx: &Context,
     ) -> Result<HashSet<String>, StoreError> {
         let mut forgotten = HashSet::new();
-        let new_turns: Vec<&Idea> = ideas
-            .iter()
-            .filter(|i| i.kind == IdeaKind::RecurringTask && !evidence.live_keys.contains(&i.key))
-            .collect();
+        let new_turns: Vec<&Idea> =
+            ideas.iter().filter(|i| i.kind == IdeaKind::RecurringTask && !evidence.raised(&i.key)).collect();
         if new_turns.is_empty() {
             return Ok(forgotten);
         }
@@ -539,22 +550,109 @@ impl Intelligence {
         Ok(forgotten)
     }
 
+    /// Which ideas were raised before: live ones are duplicates, decided ones are not
+    /// raised again. A decided idea whose signal came again since (the ledger merges a
+    /// repeat into the same signal) is a new ask, under a new key.
+    async fn known_suggestions(&self, ideas: &mut [Idea], evidence: &mut Evidence) -> Result<(), StoreError> {
+        let keys: Vec<String> = ideas.iter().map(|i| i.key.clone()).collect();
+        let mut known = self.store.idea_key_states(&keys).await?;
+        let mut again = Vec::new();
+        for idea in ideas.iter_mut() {
+            let Some((state, at)) = known.get(&idea.key) else { continue };
+            if state.is_open() {
+                continue;
+            }
+            let repeats: Vec<&Signal> = idea.evidence.iter().filter_map(|id| evidence.signal(*id)).collect();
+            if repeats.iter().any(|s| s.count > 1 && s.last_seen > *at) {
+                let count: i64 = repeats.iter().map(|s| s.count).sum();
+                idea.key = format!("{}@{count}", idea.key);
+                again.push(idea.key.clone());
+            }
+        }
+        known.extend(self.store.idea_key_states(&again).await?);
+        for idea in ideas.iter() {
+            match known.get(&idea.key) {
+                Some((state, _)) if state.is_open() => {
+                    evidence.live_keys.insert(idea.key.clone());
+                }
+                Some((state, _)) => {
+                    evidence.decided.insert(idea.key.clone(), *state);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Where each ignored-noise memory that resembles one of the ideas came from: the
+    /// person and place of its evidence, as [`learning::Features::places`] names them. A
+    /// memory whose signals are gone is from nowhere known, and holds nothing back.
+    async fn noise_places(
+        &self,
+        ideas: &[Idea],
+        evidence: &Evidence,
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>, StoreError> {
+        let titles: Vec<HashSet<String>> = ideas.iter().map(|i| detect::content_words(&i.title)).collect();
+        let mut places = std::collections::HashMap::new();
+        for memory in evidence.memories.iter().filter(|m| m.kind == MemoryKind::IgnoredNoise && !m.evidence.is_empty())
+        {
+            let words = detect::content_words(&memory.content);
+            if !titles.iter().any(|t| detect::mostly_within(&words, t)) {
+                continue;
+            }
+            let mut found = Vec::new();
+            for id in &memory.evidence {
+                let signal = match evidence.signal(*id) {
+                    Some(s) => Some(s.clone()),
+                    None => self.store.get_signal(*id).await?,
+                };
+                let Some(signal) = signal else { continue };
+                let probe = Idea { evidence: vec![signal.id], ..ideas[0].clone() };
+                let lone = Evidence { signals: vec![signal], ..Evidence::default() };
+                found.extend(features_of(&probe, &lone, 0).places());
+            }
+            if found.is_empty() {
+                found.push("unknown".to_owned());
+            }
+            places.insert(memory.id, found);
+        }
+        Ok(places)
+    }
+
     fn suggestion_from(
         &self,
         idea: &Idea,
         evidence: &Evidence,
         critique: &Critique,
+        ranked: Option<&Ranked>,
         now: DateTime<Utc>,
-    ) -> NewSuggestion {
+    ) -> (NewSuggestion, Ranking) {
         let lines = idea
             .evidence
             .iter()
             .map(|id| EvidenceLine { signal_id: *id, summary: evidence.signal(*id).map(summary).unwrap_or_default() })
             .collect();
-        let scheduled =
-            matches!(idea.kind, IdeaKind::Reminder | IdeaKind::RecurringTask) && idea.due.is_some_and(|due| due > now);
-        let shown_at = if scheduled { idea.due.unwrap_or(now) } else { now };
-        NewSuggestion {
+        let shown_at = shown_at(idea, now);
+        let scheduled = shown_at > now;
+        let ranking = Ranking {
+            ranked: critique.ranked.clone(),
+            detail: ranked.map(|r| RankingDetail {
+                features: r.features.clone(),
+                explored: critique.explored,
+                by: match &critique.held_by {
+                    Some(held) if critique.explored => Some(held.clone()),
+                    _ => r
+                        .rank
+                        .by
+                        .as_ref()
+                        .map(|t| HeldKey { dimension: t.dimension.as_str().into(), key: t.key.clone() }),
+                },
+                estimate: r.rank.estimate,
+                overall: r.rank.overall,
+                expected: Some(r.rank.expected),
+            }),
+        };
+        let suggestion = NewSuggestion {
             key: idea.key.clone(),
             topic: idea.topic.clone(),
             title: idea.title.clone(),
@@ -575,7 +673,8 @@ impl Intelligence {
                 (IdeaKind::AgeingApproval, Some(due)) => due.min(shown_at + self.settings.expires_after),
                 _ => shown_at + self.settings.expires_after,
             }),
-        }
+        };
+        (suggestion, ranking)
     }
 
     pub async fn respond(
@@ -670,6 +769,8 @@ pub struct DispatchedSuggestion {
     pub state: SuggestionState,
     pub score: f64,
     pub due_at: Option<DateTime<Utc>>,
+    /// Why it ranks where it does.
+    pub ranked: String,
 }
 
 impl Dispatch {
@@ -684,6 +785,7 @@ impl Dispatch {
                     state: s.state,
                     score: s.score,
                     due_at: s.due_at,
+                    ranked: s.ranking.ranked.clone(),
                 })
                 .collect(),
             came_due: upkeep.came_due.clone(),
@@ -709,6 +811,33 @@ pub fn class_of(kind: IdeaKind) -> &'static str {
         IdeaKind::WatchItem => "watch_item",
         IdeaKind::RecurringTask => "recurring_task",
         IdeaKind::AgeingApproval => "ageing_approval",
+    }
+}
+
+/// When a suggestion made of the idea is first shown: a reminder or habit at its time,
+/// everything else now.
+fn shown_at(idea: &Idea, now: DateTime<Utc>) -> DateTime<Utc> {
+    match idea.due {
+        Some(due) if matches!(idea.kind, IdeaKind::Reminder | IdeaKind::RecurringTask) && due > now => due,
+        _ => now,
+    }
+}
+
+/// What learning ranks an idea by: its class and source, the hour it is shown at, the
+/// person and place of its first signal (not the owner, and the place only when it is not
+/// that person's direct chat, which the person already says), and what its title is about.
+fn features_of(idea: &Idea, evidence: &Evidence, hour: u32) -> learning::Features {
+    let signal = idea.evidence.iter().find_map(|id| evidence.signal(*id));
+    let source = source_of(idea, evidence);
+    let actor = signal.and_then(|s| s.actor.as_ref()).filter(|a| !a.is_owner);
+    let conversation = signal.and_then(|s| s.conversation.as_ref()).filter(|c| actor.is_none_or(|a| a.id != c.id));
+    learning::Features {
+        class: class_of(idea.kind).into(),
+        source: source.into(),
+        hour,
+        actor: actor.map(|a| format!("{source}:{}", a.id)),
+        conversation: conversation.map(|c| format!("{source}:{}", c.id)),
+        words: learning::topic_words(&idea.title),
     }
 }
 

@@ -575,7 +575,7 @@ impl Intelligence {
                 Ok(format!("Forgotten: {} (#{})", hit.memory.content, hit.memory.id))
             }
             several => {
-                let mut text = format!("Which one? Say more of it (or forget it with `loopgate memory forget ID`):");
+                let mut text = "Which one? Say more of it (or forget it with `loopgate memory forget ID`):".to_owned();
                 for hit in several {
                     text.push_str(&format!("\n• {} (#{})", hit.memory.content, hit.memory.id));
                 }

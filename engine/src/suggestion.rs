@@ -145,6 +145,10 @@ pub struct Suggestion {
     pub run_id: String,
     /// The loop it is about; never raised twice.
     pub key: String,
+    /// Why it ranks where it does (`"ranked": "ranked up: you acted on 6 of this sender's
+    /// last 7"`) and what an answer to it teaches (`"ranking": {…}`).
+    #[serde(flatten)]
+    pub ranking: crate::learning::Ranking,
 }
 
 /// The owner's answer. Ignoring is inferred, never sent.

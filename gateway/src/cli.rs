@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `doctor`, `signal`, `memory`, `pulse`,
-//! `suggestions`, `stop`, `resume`.
+//! `suggestions`, `learning`, `stop`, `resume`.
 //!
 //! Output for people and scripts goes to stdout; logs go to stderr.
 
@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use loopgate_engine::actions::{ApprovalState, Verdict};
 use loopgate_engine::heartbeat::Outcome;
 use loopgate_engine::intelligence::Intelligence;
+use loopgate_engine::learning::Dimension;
 use loopgate_engine::suggestion::{Responder, SuggestionState};
 use loopgate_engine::{
     Actor, Conversation, MemoryCandidate, MemoryKind, MemoryQuery, NewSignal, RememberOutcome, SignalKind, Source,
@@ -74,10 +75,35 @@ pub enum Command {
     /// List approvals or decide one
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// What your answers taught loopgate, per dimension, with the evidence; `reset` forgets
+    /// one key
+    Learning(LearningArgs),
     /// Kill switch: pause the heartbeat; nothing new is thought about or dispatched
     Stop,
     /// Release the kill switch
     Resume,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LearningArgs {
+    #[command(subcommand)]
+    pub command: Option<LearningCommand>,
+    /// Only this dimension: actor, conversation, words, class, source or hour
+    #[arg(long)]
+    pub dimension: Option<String>,
+    /// Most keys shown per dimension, strongest first
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print the overview as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LearningCommand {
+    /// Forget what one key learned and what it held back (audited), e.g.
+    /// `loopgate learning reset actor email:ana@example.org`
+    Reset { dimension: String, key: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +263,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Digest { json } => digest(settings, json).await,
             Command::Suggestions(command) => suggestions(settings, command).await,
             Command::Approvals(command) => approvals(settings, command).await,
+            Command::Learning(args) => learning(settings, args).await,
             Command::Stop => kill_switch(settings, true).await,
             Command::Resume => kill_switch(settings, false).await,
             Command::Doctor => unreachable!("handled above"),
@@ -557,6 +584,68 @@ async fn run_approvals(intel: &Intelligence, command: ApprovalsCommand) -> anyho
                 }
             }
         }
+    }
+    Ok(())
+}
+
+async fn learning(settings: Settings, args: LearningArgs) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let result = run_learning(&store, args).await;
+    store.close().await;
+    result
+}
+
+fn parse_dimension(name: &str) -> anyhow::Result<Dimension> {
+    Dimension::parse(name).with_context(|| {
+        let names: Vec<_> = Dimension::ALL.iter().map(|d| d.as_str()).collect();
+        format!("dimension {name:?} is not one of {}", names.join(", "))
+    })
+}
+
+async fn run_learning(store: &Store, args: LearningArgs) -> anyhow::Result<()> {
+    if let Some(LearningCommand::Reset { dimension, key }) = args.command {
+        let dimension = parse_dimension(&dimension)?;
+        // Typed at the owner's own shell.
+        let by = Responder { by: "owner".into(), via: "cli".into() };
+        if !store.reset_learning(dimension.as_str(), &key, &by).await? {
+            anyhow::bail!("nothing is learned about {} {key:?}", dimension.as_str());
+        }
+        println!("forgot what {} {key:?} learned", dimension.as_str());
+        return Ok(());
+    }
+    let only = args.dimension.as_deref().map(parse_dimension).transpose()?;
+    let overview = store.learning(only, args.limit.max(1) as usize).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&overview)?);
+        return Ok(());
+    }
+    println!(
+        "you act on {:.0}% of suggestions ({} answers); evidence halves every {} days; one in {} held back is shown anyway",
+        overview.overall * 100.0,
+        overview.answers,
+        overview.half_life_days,
+        overview.explore_every
+    );
+    for (dimension, keys) in &overview.dimensions {
+        println!("{dimension}");
+        for k in keys {
+            println!(
+                "  {:<32} {:+.2}  acted {:.1}  dismissed {:.1}  {}{}",
+                k.key,
+                k.lean,
+                k.acted,
+                k.dismissed,
+                k.says,
+                if k.held_back > 0 {
+                    format!(" (held back {} since one was shown)", k.held_back)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    if overview.dimensions.is_empty() {
+        println!("nothing learned yet");
     }
     Ok(())
 }

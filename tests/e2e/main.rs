@@ -13,6 +13,7 @@ mod fake_telegram;
 mod habits_and_policy;
 mod helpers;
 mod intelligence;
+mod learning;
 mod mail;
 mod memory_api;
 mod model;

@@ -296,6 +296,7 @@ mod tests {
             surfaces: Vec::new(),
             run_id: "run-1".into(),
             key: format!("key-{id}"),
+            ranking: Default::default(),
         }
     }
 

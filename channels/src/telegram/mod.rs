@@ -447,11 +447,12 @@ impl Telegram {
             return;
         }
         let why = format!("Telegram refuses messages to chat {chat}: {description}");
-        self.liveness.set_delivery_error(Some(why.clone()));
         tracing::error!(chat, description, "telegram: the delivery chat refuses messages");
         if let Err(error) = self.intelligence.alert_owner(&format!("telegram:chat:{chat}:unreachable"), &why).await {
             tracing::error!(%error, "telegram: cannot tell the owner that the delivery chat is unreachable");
         }
+        // After the owner's alert is raised: whoever sees /readyz unready finds it too.
+        self.liveness.set_delivery_error(Some(why));
     }
 
     async fn perform(&self, outbound: &Outbound) -> Result<Sent, SendError> {

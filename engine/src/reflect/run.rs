@@ -4,7 +4,7 @@
 //! `reflection/runs/<run_id>/{evidence.json, ideas.jsonl, critique.jsonl, decision.json,
 //! recommendation.md, dispatch.json}` plus a line in `reflection/journal/YYYY-MM-DD.jsonl`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -15,14 +15,18 @@ use loopgate_policies::{ActionView, Effect, Policy, Risk};
 
 use super::detect::{self, Context, Idea};
 use super::habits;
-use crate::learning::decayed;
-use crate::memory::{Memory, MemoryKind};
+use crate::learning::{Features, Held, HeldIdea, HeldKey, Holding, Rank, fade};
+use crate::memory::{Memory, MemoryKind, Origin};
 use crate::signal::Signal;
+use crate::suggestion::SuggestionState;
 
 /// Ideas below this are not worth the owner's attention on their own.
 pub const THIN_EVIDENCE: f64 = 0.5;
 /// At most this many recommendations per run: a pulse should not flood a chat.
 pub const MAX_RECOMMENDATIONS: usize = 5;
+/// An idea learning held back comes back only once its score clears [`THIN_EVIDENCE`] by
+/// this much: evidence fading by a day should not bring back a week of what was held back.
+pub const HELD_MARGIN: f64 = 0.1;
 
 /// What a reflection looked at.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -30,8 +34,17 @@ pub struct Evidence {
     pub signals: Vec<Signal>,
     /// Memories that can change the verdict (ignored noise, constraints, open loops).
     pub memories: Vec<Memory>,
-    /// Keys of ideas already live as suggestions (or decided), which are not raised again.
+    /// Keys of ideas live as suggestions (scheduled, active, snoozed): a duplicate of one
+    /// is not raised again.
     pub live_keys: HashSet<String>,
+    /// Keys of ideas raised before and decided since, with how: an idea is raised once,
+    /// but a decided one never makes another idea a duplicate.
+    pub decided: HashMap<String, SuggestionState>,
+    /// Where each ignored-noise memory came from, as "actor:email:ana@example.org": a
+    /// dismissal teaches about that person or place, not about everyone using the same
+    /// words. Memories without a known place (the owner's own) count everywhere.
+    #[serde(skip)]
+    pub noise_places: HashMap<i64, Vec<String>>,
     /// The owner's own signals of the past weeks, where weekly habits show. Written out by
     /// id: they are thousands, and each is in the ledger.
     #[serde(serialize_with = "signal_ids")]
@@ -47,6 +60,11 @@ fn signal_ids<S: serde::Serializer>(signals: &[Signal], serializer: S) -> Result
 }
 
 impl Evidence {
+    /// Whether an idea became a suggestion before, live or decided.
+    pub fn raised(&self, key: &str) -> bool {
+        self.live_keys.contains(key) || self.decided.contains_key(key)
+    }
+
     /// A signal the reflection looked at, recent or from the owner's past weeks.
     pub fn signal(&self, id: crate::signal::SignalId) -> Option<&Signal> {
         self.signals.iter().chain(&self.history).find(|s| s.id == id)
@@ -57,8 +75,13 @@ impl Evidence {
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     Keep,
-    /// Already suggested and still live.
+    /// Already suggested and still live (scheduled, active or snoozed).
     Duplicate,
+    /// Raised before and answered (or retired): an idea is raised once. Asked again after
+    /// that, it is a new idea.
+    Decided {
+        state: SuggestionState,
+    },
     /// About a habit the owner asked loopgate to forget.
     Forgotten,
     /// The owner's policy would never let its action run: suggesting it would only
@@ -88,6 +111,15 @@ pub struct Critique {
     pub verdict: Verdict,
     /// Confidence weighted by learned weights and resembling noise; what ranks kept ideas.
     pub score: f64,
+    /// Why it ranks where it does, or why learning held it back.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ranked: String,
+    /// Held back by learning but shown anyway: one in ten is, so a change of mind is seen.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub explored: bool,
+    /// The key that held it back (a dimension's, or an ignored-noise memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<HeldKey>,
     /// The risk class of the idea's action, by policy.
     pub risk: Risk,
     /// What policy would say if the owner acted on it: `allow` runs at once, `ask` waits
@@ -101,6 +133,25 @@ pub struct Thought {
     pub critique: Vec<Critique>,
     /// The kept ideas, best first, at most [`MAX_RECOMMENDATIONS`].
     pub decision: Vec<Idea>,
+    /// Ideas learning held back for the first time (or showed anyway), to remember.
+    pub held: Vec<HeldIdea>,
+    /// How each idea ranked, by key, for the suggestions made of them.
+    #[serde(skip)]
+    pub ranks: HashMap<String, Ranked>,
+}
+
+/// How an idea ranks, and what it was ranked by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    pub rank: Rank,
+    pub features: Features,
+}
+
+impl Ranked {
+    /// Confidence alone: nothing learned.
+    pub fn plain(score: f64) -> Ranked {
+        Ranked { rank: Rank::plain(score), features: Features::default() }
+    }
 }
 
 /// Every detector's ideas over the evidence.
@@ -117,22 +168,41 @@ pub fn ideas(evidence: &Evidence, ctx: &Context) -> Vec<Idea> {
 
 /// How a decision ranks ideas and how many it may keep.
 pub struct Judging<'a> {
-    /// The idea's confidence weighted by what the owner's answers taught.
-    pub score: &'a dyn Fn(&Idea) -> f64,
+    /// The idea's confidence weighted by what the owner's answers taught, and why.
+    pub rank: Box<dyn Fn(&Idea) -> Ranked + 'a>,
     /// Open suggestions the owner can still take.
     pub room: usize,
     /// For the age of ignored-noise memories, which fade like learned weights.
     pub now: DateTime<Utc>,
     /// The owner's action rules, which classify each idea's risk and drop what they deny.
     pub policy: &'a Policy,
+    /// Ideas learning held back before, for exploration's one in ten.
+    pub held: Held,
 }
 
 static NO_RULES: Policy = Policy::empty();
 
-impl Judging<'_> {
+impl<'a> Judging<'a> {
     /// Confidence alone, the default policy, room for a full run.
     pub fn plain(now: DateTime<Utc>) -> Judging<'static> {
-        Judging { score: &|idea: &Idea| idea.confidence, room: MAX_RECOMMENDATIONS, now, policy: &NO_RULES }
+        Judging {
+            rank: Box::new(|idea: &Idea| Ranked::plain(idea.confidence)),
+            room: MAX_RECOMMENDATIONS,
+            now,
+            policy: &NO_RULES,
+            held: Held::default(),
+        }
+    }
+
+    /// Ranked by `score` alone, nothing learned to explain it.
+    pub fn scored(score: &'a dyn Fn(&Idea) -> f64, now: DateTime<Utc>) -> Judging<'a> {
+        Judging {
+            rank: Box::new(move |idea| Ranked::plain(score(idea))),
+            room: MAX_RECOMMENDATIONS,
+            now,
+            policy: &NO_RULES,
+            held: Held::default(),
+        }
     }
 }
 
@@ -153,43 +223,113 @@ pub fn think(evidence: &Evidence, ctx: &Context, judging: &Judging) -> Thought {
     judge(ideas(evidence, ctx), evidence, judging)
 }
 
-/// Critique and decision over ideas from any reflector (the detectors, later a model).
+/// Critique and decision over ideas from any reflector (the detectors, the owner's model).
 ///
-/// An idea's score is its learned score lowered by every ignored-noise memory it resembles,
-/// each by its confidence faded with age: one dismissal makes similar ideas rarer, many make
-/// them vanish, and time lets them back.
+/// An idea's score is its learned score lowered by every ignored-noise memory it resembles
+/// from the same person or place (or the owner's own), each by its confidence faded with
+/// age — unless newer answers say the owner wants that person or place. An idea learning
+/// would hold back is kept when its person or place is one the owner keeps acting on and
+/// only its words, class or source argue against it; otherwise one in ten of what a key
+/// holds back is shown anyway (exploration), so a change of mind is seen.
 pub fn judge(ideas: Vec<Idea>, evidence: &Evidence, judging: &Judging) -> Thought {
-    let noise: Vec<(i64, HashSet<String>, f64)> = evidence
+    let noise: Vec<Noise> = evidence
         .memories
         .iter()
         .filter(|m| m.kind == MemoryKind::IgnoredNoise)
-        .map(|m| (m.id, detect::content_words(&m.content), decayed(m.confidence, m.updated_at, judging.now)))
+        .map(|m| Noise {
+            id: m.id,
+            words: detect::content_words(&m.content),
+            strength: m.confidence * fade(m.updated_at, judging.now),
+            content: m.content.clone(),
+            everywhere: m.origin == Origin::Owner,
+            places: evidence.noise_places.get(&m.id).cloned().unwrap_or_default(),
+        })
         .collect();
+    let mut held = judging.held.clone();
+    let mut remembered: Vec<HeldIdea> = Vec::new();
+    let mut ranks = HashMap::new();
     let mut seen = HashSet::new();
     let mut critique: Vec<Critique> = ideas
         .iter()
         .map(|idea| {
-            let learned = (judging.score)(idea);
-            let (factor, strongest) = noise_factor(&noise, &idea.title);
+            let ranked = (judging.rank)(idea);
+            let rank = &ranked.rank;
+            let learned = rank.score;
+            let (factor, strongest) = noise_factor(&noise, &idea.title, &ranked.features.places(), rank);
             let score = round(learned * factor);
             let (risk, policy, reason) = assess(judging.policy, &idea.action);
-            let verdict = if evidence.live_keys.contains(&idea.key) || !seen.insert(idea.key.clone()) {
+            let mut c = Critique {
+                key: idea.key.clone(),
+                verdict: Verdict::Keep,
+                score,
+                ranked: String::new(),
+                explored: false,
+                held_by: None,
+                risk,
+                policy,
+            };
+            c.verdict = if evidence.live_keys.contains(&idea.key) || !seen.insert(idea.key.clone()) {
                 Verdict::Duplicate
+            } else if let Some(state) = evidence.decided.get(&idea.key) {
+                Verdict::Decided { state: *state }
             } else if evidence.forgotten_keys.contains(&idea.key) {
                 Verdict::Forgotten
             } else if policy == Effect::Deny {
                 Verdict::Denied { reason }
             } else if idea.confidence < THIN_EVIDENCE {
                 Verdict::ThinEvidence
-            } else if score < THIN_EVIDENCE {
-                match strongest {
-                    Some(memory_id) if learned >= THIN_EVIDENCE => Verdict::IgnoredNoise { memory_id },
-                    _ => Verdict::Unwanted { score },
-                }
-            } else {
+            } else if score >= THIN_EVIDENCE
+                && (score >= THIN_EVIDENCE + HELD_MARGIN || !judging.held.was_held(&idea.key))
+            {
+                c.ranked = rank.why();
                 Verdict::Keep
+            } else if let Some(keeper) = rank.protected().filter(|_| strongest.is_none() || learned < THIN_EVIDENCE) {
+                let against = rank.by.as_ref().map_or("", |t| t.dimension.as_str());
+                c.ranked = format!("kept: {}, whatever its {against} say", keeper.says);
+                Verdict::Keep
+            } else {
+                let noisy = strongest.filter(|_| learned >= THIN_EVIDENCE);
+                let (by, why, verdict) = match noisy {
+                    Some(n) => (
+                        Some(HeldKey { dimension: "memory".into(), key: n.id.to_string() }),
+                        format!("held back: it is like “{}”, which you dismissed", n.content),
+                        Verdict::IgnoredNoise { memory_id: n.id },
+                    ),
+                    None => (
+                        rank.held_by
+                            .as_ref()
+                            .or(rank.by.as_ref())
+                            .map(|t| HeldKey { dimension: t.dimension.as_str().into(), key: t.key.clone() }),
+                        rank.why_held(),
+                        Verdict::Unwanted { score },
+                    ),
+                };
+                c.held_by = by.clone();
+                match by.map(|by| (held.hold(&idea.key, &by), by)) {
+                    Some((Holding::Explored, by)) => {
+                        c.ranked = format!("shown to check for a change of mind (one in ten held back is); {why}");
+                        c.explored = true;
+                        remembered.push(HeldIdea { idea_key: idea.key.clone(), by, explored: true });
+                        Verdict::Keep
+                    }
+                    Some((Holding::Held, by)) => {
+                        c.ranked = why;
+                        remembered.push(HeldIdea { idea_key: idea.key.clone(), by, explored: false });
+                        verdict
+                    }
+                    Some((Holding::Already, _)) | None if score >= THIN_EVIDENCE => {
+                        c.ranked =
+                            format!("still held back: it was before, and only just clears the bar now; {}", rank.why());
+                        verdict
+                    }
+                    Some((Holding::Already, _)) | None => {
+                        c.ranked = why;
+                        verdict
+                    }
+                }
             };
-            Critique { key: idea.key.clone(), verdict, score, risk, policy }
+            ranks.insert(idea.key.clone(), ranked);
+            c
         })
         .collect();
 
@@ -207,9 +347,26 @@ pub fn judge(ideas: Vec<Idea>, evidence: &Evidence, judging: &Judging) -> Though
     let room = judging.room.min(MAX_RECOMMENDATIONS);
     for i in ranked.iter().skip(room) {
         critique[*i].verdict = Verdict::NoRoom;
+        // Shown to check only if it is shown at all: without room it counts as held back.
+        if let Some(h) = remembered.iter_mut().find(|h| h.idea_key == critique[*i].key) {
+            h.explored = false;
+        }
     }
     let decision = ranked.iter().take(room).map(|i| ideas[*i].clone()).collect();
-    Thought { ideas, critique, decision }
+    Thought { ideas, critique, decision, held: remembered, ranks }
+}
+
+/// An ignored-noise memory as critique weighs it.
+struct Noise {
+    id: i64,
+    words: HashSet<String>,
+    /// Its confidence, faded with age like learned evidence.
+    strength: f64,
+    content: String,
+    /// The owner's own words: they count for everyone.
+    everywhere: bool,
+    /// The person and place it was learned from; empty when unknown.
+    places: Vec<String>,
 }
 
 impl Thought {
@@ -223,21 +380,25 @@ fn round(score: f64) -> f64 {
     (score * 1000.0).round() / 1000.0
 }
 
-/// How much the ignored-noise memories whose words mostly appear in the title lower it (a
-/// factor in 0..1), and the strongest of them.
-fn noise_factor(noise: &[(i64, HashSet<String>, f64)], title: &str) -> (f64, Option<i64>) {
+/// How much the ignored-noise memories that apply to an idea lower it (a factor in 0..1),
+/// and the strongest of them. A memory applies when most of its words appear in the title,
+/// and it is the owner's own, or it was learned from the idea's person or place (or from
+/// nobody known) and newer answers do not say the owner wants that person or place.
+fn noise_factor<'n>(noise: &'n [Noise], title: &str, places: &[String], rank: &Rank) -> (f64, Option<&'n Noise>) {
     let words = detect::content_words(title);
     let mut factor = 1.0;
-    let mut strongest: Option<(i64, f64)> = None;
-    for (id, noise_words, strength) in noise {
-        if detect::mostly_within(noise_words, &words) {
-            factor *= 1.0 - strength.clamp(0.0, 1.0);
-            if strongest.is_none_or(|(_, s)| *strength > s) {
-                strongest = Some((*id, *strength));
-            }
+    let mut strongest: Option<&Noise> = None;
+    for n in noise {
+        let here = n.places.is_empty() || n.places.iter().any(|p| places.contains(p));
+        if !(n.everywhere || (here && !rank.welcome)) || !detect::mostly_within(&n.words, &words) {
+            continue;
+        }
+        factor *= 1.0 - n.strength.clamp(0.0, 1.0);
+        if strongest.is_none_or(|s| n.strength > s.strength) {
+            strongest = Some(n);
         }
     }
-    (factor, strongest.map(|(id, _)| id))
+    (factor, strongest)
 }
 
 /// What the run's index in the database keeps of its evidence: every signal and memory by
@@ -264,10 +425,13 @@ pub fn evidence_summary(evidence: &Evidence) -> serde_json::Value {
         .collect();
     let mut live: Vec<_> = evidence.live_keys.iter().collect();
     live.sort();
+    let mut decided: Vec<_> = evidence.decided.iter().map(|(k, s)| serde_json::json!({"key": k, "state": s})).collect();
+    decided.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
     serde_json::json!({
         "signals": signals,
         "memories": memories,
         "known_suggestions": live,
+        "decided_suggestions": decided,
         "owner_history_signals": evidence.history.len(),
         "pending_approvals": evidence.approvals.iter().map(|a| a.id).collect::<Vec<_>>(),
     })
@@ -434,13 +598,13 @@ mod tests {
             detect::IdeaKind::Reminder => idea.confidence * 0.4,
             _ => (idea.confidence * 1.3).min(1.0),
         };
-        let judging = Judging { score: &score, room: 5, now: ctx().now, policy: &Policy::empty() };
+        let judging = Judging { room: 5, ..Judging::scored(&score, ctx().now) };
         let thought = think(&evidence(), &ctx(), &judging);
         assert_eq!(thought.decision.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["question:2"]);
         let verdict = |key: &str| thought.critique.iter().find(|c| c.key == key).unwrap().verdict.clone();
         assert_eq!(verdict("reminder:1"), Verdict::Unwanted { score: 0.36 });
         // Room for one: the best is kept, the next waits.
-        let one = Judging { score: &|i: &Idea| i.confidence, room: 1, now: ctx().now, policy: &Policy::empty() };
+        let one = Judging { room: 1, ..Judging::plain(ctx().now) };
         let thought = think(&evidence(), &ctx(), &one);
         assert_eq!(thought.decision.len(), 1);
         assert_eq!(thought.critique.iter().filter(|c| c.verdict == Verdict::NoRoom).count(), 2);
@@ -485,6 +649,72 @@ mod tests {
         let thought = judge(vec![odd], &evidence(), &Judging::plain(ctx().now));
         assert!(matches!(thought.critique[0].verdict, Verdict::Denied { .. }));
         assert_eq!(thought.critique[0].risk, Risk::High);
+    }
+
+    #[test]
+    fn noise_counts_where_it_was_learned_a_decided_idea_is_not_a_duplicate_and_a_kept_person_is_kept() {
+        use crate::learning::{Dimension, Telling};
+        let ask = |id, who: &'static str| {
+            fixtures::signal(S {
+                id,
+                who: Some((who, false)),
+                chat: Some((who, None)),
+                minutes_ago: 300,
+                text: "Could you review the proposal draft?",
+            })
+        };
+        let mut ev = Evidence { signals: vec![ask(1, "ana"), ask(2, "vendor"), ask(3, "ben")], ..Evidence::default() };
+        let mut dismissed = noise(9, "Could you review the proposal draft?");
+        dismissed.evidence = vec![2];
+        ev.memories = vec![dismissed];
+        ev.noise_places = HashMap::from([(9, vec!["actor:telegram:vendor".to_owned()])]);
+        ev.decided = HashMap::from([("question:3".to_owned(), SuggestionState::Acted)]);
+        // Signals 1, 2 and 3 are Ana's, the vendor's and Ben's.
+        let features = |idea: &Idea| Features {
+            actor: Some(format!("telegram:{}", ["", "ana", "vendor", "ben"][idea.evidence[0] as usize])),
+            ..Features::default()
+        };
+        let plain = |idea: &Idea| Ranked { rank: Rank::plain(idea.confidence), features: features(idea) };
+        let thought = judge(ideas(&ev, &ctx()), &ev, &Judging { rank: Box::new(plain), ..Judging::plain(ctx().now) });
+        let verdict = |t: &Thought, key: &str| t.critique_of(key).unwrap().verdict.clone();
+        // The vendor's dismissal holds back the vendor, not Ana asking in the same words.
+        assert_eq!(verdict(&thought, "question:2"), Verdict::IgnoredNoise { memory_id: 9 });
+        assert_eq!(verdict(&thought, "question:1"), Verdict::Keep);
+        assert_eq!(verdict(&thought, "question:3"), Verdict::Decided { state: SuggestionState::Acted });
+        let held = thought.critique_of("question:2").unwrap();
+        assert_eq!(held.ranked, "held back: it is like “Could you review the proposal draft?”, which you dismissed");
+        assert_eq!(thought.held.len(), 1, "remembered once, for exploration's count");
+        let line = serde_json::to_value(thought.critique_of("question:3").unwrap()).unwrap();
+        assert_eq!((line["verdict"].as_str(), line["state"].as_str()), (Some("decided"), Some("acted")));
+
+        // The owner's own noise counts everywhere.
+        ev.memories[0].origin = Origin::Owner;
+        let thought = judge(ideas(&ev, &ctx()), &ev, &Judging { rank: Box::new(plain), ..Judging::plain(ctx().now) });
+        assert_eq!(verdict(&thought, "question:1"), Verdict::IgnoredNoise { memory_id: 9 });
+
+        // A person the owner keeps acting on is kept though their words rank it down.
+        ev.memories.clear();
+        let telling = |dimension, key: &str, estimate| Telling {
+            dimension,
+            key: key.into(),
+            estimate,
+            evidence: 5.0,
+            says: format!("{dimension:?} says {estimate}"),
+        };
+        let kept = |idea: &Idea| {
+            let mut rank = Rank::plain(0.3);
+            rank.overall = 0.6;
+            rank.by = Some(telling(Dimension::Words, "proposal", 0.2));
+            rank.kept_by = Some(telling(Dimension::Actor, "telegram:ana", 0.9));
+            rank.welcome = true;
+            Ranked { rank, features: features(idea) }
+        };
+        let thought = judge(ideas(&ev, &ctx()), &ev, &Judging { rank: Box::new(kept), ..Judging::plain(ctx().now) });
+        let c = thought.critique_of("question:1").unwrap();
+        assert_eq!(
+            (c.verdict.clone(), c.ranked.as_str()),
+            (Verdict::Keep, "kept: Actor says 0.9, whatever its words say")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::intel_sql::{self, HeartbeatRow, RunRow, SuggestionRow, SurfaceRow};
 use super::{Pools, Store, StoreError};
 use crate::actions::NewTask;
 use crate::clock::{from_millis, to_millis};
-use crate::learning::{self, StoredWeight};
+use crate::learning::{self, Features, Held, HeldIdea, Ranking, StoredWeight};
 use crate::memory::RememberOutcome;
 use crate::suggestion::{
     Delivery, DeliveryKind, EvidenceLine, RespondError, Responded, Responder, Response, Suggestion, SuggestionId,
@@ -248,16 +248,29 @@ macro_rules! load_one {
     }};
 }
 
-/// Moves the weights an answer touches, from their decayed values.
-macro_rules! apply_nudges {
-    ($sql:ident, $conn:expr, $nudges:expr, $now:expr) => {{
-        for (dimension, key, delta) in $nudges {
-            let current =
-                $sql::weight($conn, dimension, &key).await?.and_then(|w| w.into_weight()).map_or(0.0, |w| w.now($now));
-            $sql::put_weight($conn, dimension, &key, learning::nudged(current, delta), to_millis($now)).await?;
+/// Adds what an answer teaches to each key's evidence, from its faded values.
+macro_rules! apply_lessons {
+    ($sql:ident, $conn:expr, $lessons:expr, $now:expr) => {{
+        for lesson in $lessons {
+            let current = $sql::weight($conn, lesson.dimension, &lesson.key).await?.and_then(|w| w.into_weight());
+            $sql::put_weight($conn, &learning::learned(current.as_ref(), &lesson, $now)).await?;
         }
     }};
 }
+
+/// What an answer to a suggestion raised before rankings were kept teaches: its class,
+/// its source and the hour it was answered at.
+fn fallback_features(suggestion: &Suggestion, hour: u32) -> Features {
+    Features { class: suggestion.class.clone(), source: suggestion.source.clone(), hour, ..Features::default() }
+}
+
+/// Evidence untouched this long has faded to nothing (ten half-lives: a thousandth).
+fn faded_before(now: DateTime<Utc>) -> i64 {
+    to_millis(now - learning::HALF_LIFE * 10)
+}
+
+/// Held-back ideas are remembered this long; their signals are long out of view by then.
+const HELD_FOR: Duration = Duration::days(30);
 
 fn edited_action_of(response: &Response) -> Option<&serde_json::Value> {
     match response {
@@ -331,6 +344,25 @@ impl Store {
         Ok(on_read!(self, |conn, sql| { sql::existing_keys(&mut conn, keys).await? }))
     }
 
+    /// Which of these idea keys became suggestions: the state each is in now and when it
+    /// last changed.
+    pub async fn idea_key_states(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, (SuggestionState, DateTime<Utc>)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = on_read!(self, |conn, sql| { sql::key_states(&mut conn, keys).await? });
+        rows.into_iter()
+            .map(|(key, state, at)| {
+                let state = SuggestionState::parse(&state)
+                    .ok_or_else(|| sqlx::Error::Protocol(format!("suggestion {key} has a bad state")))?;
+                Ok((key, (state, from_millis(at))))
+            })
+            .collect()
+    }
+
     pub async fn count_suggestions(&self, state: SuggestionState) -> Result<i64, StoreError> {
         Ok(on_read!(self, |conn, sql| { sql::count_in(&mut conn, state).await? }))
     }
@@ -342,11 +374,24 @@ impl Store {
         run_id: &str,
         suggestions: &[NewSuggestion],
     ) -> Result<Vec<SuggestionId>, StoreError> {
+        self.create_ranked_suggestions(run_id, suggestions, &[]).await
+    }
+
+    /// [`Store::create_suggestions`] with why each ranks where it does and what an answer to
+    /// it teaches, `rankings[i]` for `suggestions[i]` (none for the rest).
+    pub async fn create_ranked_suggestions(
+        &self,
+        run_id: &str,
+        suggestions: &[NewSuggestion],
+        rankings: &[Ranking],
+    ) -> Result<Vec<SuggestionId>, StoreError> {
         let now = to_millis(self.clock().now());
+        let unranked = Ranking::default();
         Ok(in_write_tx!(self, |tx, sql| {
             let mut created = Vec::new();
-            for s in suggestions {
-                let Some(id) = sql::insert(&mut tx, s, run_id, now).await? else { continue };
+            for (n, s) in suggestions.iter().enumerate() {
+                let ranking = rankings.get(n).unwrap_or(&unranked);
+                let Some(id) = sql::insert(&mut tx, s, ranking, run_id, now).await? else { continue };
                 if let Some(topic) = &s.topic {
                     for old in sql::open_on_topic(&mut tx, topic).await? {
                         if old.id == id {
@@ -383,9 +428,53 @@ impl Store {
         })
     }
 
+    /// Every learned key's evidence.
     pub async fn weights(&self) -> Result<Vec<StoredWeight>, StoreError> {
         let rows = on_read!(self, |conn, sql| { sql::weights(&mut conn).await? });
         Ok(rows.into_iter().filter_map(|r| r.into_weight()).collect())
+    }
+
+    /// What learning knows now, with its evidence (of one dimension, if given; at most
+    /// `limit` keys each).
+    pub async fn learning(
+        &self,
+        only: Option<learning::Dimension>,
+        limit: usize,
+    ) -> Result<learning::Overview, StoreError> {
+        let (weights, held) = (self.weights().await?, self.held_ideas().await?);
+        Ok(learning::overview(&weights, &held, self.clock().now(), only, limit))
+    }
+
+    /// The ideas learning held back before, for exploration's count.
+    pub async fn held_ideas(&self) -> Result<Held, StoreError> {
+        let rows = on_read!(self, |conn, sql| { sql::held(&mut conn).await? });
+        Ok(Held::from_rows(rows.into_iter().map(|r| (r.idea_key, r.dimension, r.key, r.explored != 0))))
+    }
+
+    /// Remembers what a reflection held back (or showed anyway), and drops held-back ideas
+    /// and learned evidence old enough to mean nothing.
+    pub async fn record_held(&self, held: &[HeldIdea]) -> Result<(), StoreError> {
+        let now = self.clock().now();
+        in_write_tx!(self, |tx, sql| {
+            sql::record_held(&mut tx, held, to_millis(now), to_millis(now - HELD_FOR)).await?;
+            sql::prune_weights(&mut tx, faded_before(now)).await?;
+        });
+        Ok(())
+    }
+
+    /// Forgets what learning knows about one key (and what it held back), audited as the
+    /// owner's decision. False when there was nothing to forget.
+    pub async fn reset_learning(&self, dimension: &str, key: &str, by: &Responder) -> Result<bool, StoreError> {
+        let now = to_millis(self.clock().now());
+        Ok(in_write_tx!(self, |tx, sql| {
+            let reset = sql::reset_weight(&mut tx, dimension, key).await?;
+            if reset {
+                let detail = serde_json::json!({"dimension": dimension, "key": key});
+                let subject = format!("learning:{dimension}:{key}");
+                sql::actions::audit(&mut tx, now, (&by.by, &by.via), "learning.reset", &subject, &detail).await?;
+            }
+            reset
+        }))
     }
 
     /// Applies the owner's answer if the suggestion still takes one (compare-and-swap on its
@@ -442,8 +531,12 @@ impl Store {
                         } else {
                             sql::add_event(&mut tx, id, DeliveryKind::Decided, current.revision + 1, to_millis(now))
                                 .await?;
-                            let nudges = learning::nudges(Some(response), &current.class, &current.source, hour);
-                            apply_nudges!(sql, &mut tx, nudges, now);
+                            let lessons = learning::lessons(
+                                Some(response),
+                                current.ranking.detail.as_ref(),
+                                &fallback_features(&current, hour),
+                            );
+                            apply_lessons!(sql, &mut tx, lessons, now);
                             let memory = match learning::memory_from(Some(response), &current) {
                                 Some(candidate) => {
                                     memory_id(&sql::remember(&mut tx, &candidate, to_millis(now)).await?)
@@ -530,8 +623,9 @@ impl Store {
                 let change = sql::Change::default();
                 if sql::transition(&mut tx, due.id, due.revision, SuggestionState::Ignored, at, change).await? {
                     sql::add_event(&mut tx, due.id, DeliveryKind::Update, due.revision + 1, at).await?;
-                    let nudges = learning::nudges(None, &current.class, &current.source, hour);
-                    apply_nudges!(sql, &mut tx, nudges, now);
+                    let lessons =
+                        learning::lessons(None, current.ranking.detail.as_ref(), &fallback_features(&current, hour));
+                    apply_lessons!(sql, &mut tx, lessons, now);
                     if let Some(candidate) = learning::memory_from(None, &current) {
                         sql::remember(&mut tx, &candidate, at).await?;
                     }

@@ -10,7 +10,7 @@ use crate::suggestion::{Decision, Suggestion, SuggestionState, Surface};
 
 pub(crate) const SUGGESTION_COLUMNS: &str = "id, idea_key, topic, run_id, title, why_now, evidence, confidence, \
      score, action, class, source, state, due_at, created_at, updated_at, expires_at, snoozed_until, surfaced_at, \
-     revision, decided_at, decided_by, decided_via, edited_action, risk, policy, reflector";
+     revision, decided_at, decided_by, decided_via, edited_action, risk, policy, reflector, ranking";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SuggestionRow {
@@ -42,6 +42,8 @@ pub(crate) struct SuggestionRow {
     edited_action: Option<String>,
     risk: String,
     policy: String,
+    /// JSON [`crate::learning::Ranking`]; NULL for suggestions raised before it was kept.
+    ranking: Option<String>,
 }
 
 impl SuggestionRow {
@@ -80,6 +82,13 @@ impl SuggestionRow {
             revision: self.revision,
             decision,
             surfaces,
+            ranking: self
+                .ranking
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| corrupt("ranking"))?
+                .unwrap_or_default(),
             run_id: self.run_id,
             key: self.idea_key,
         })
@@ -110,19 +119,37 @@ impl SurfaceRow {
 pub(crate) struct WeightRow {
     dimension: String,
     key: String,
-    value: f64,
+    acted: f64,
+    dismissed: f64,
+    recent: String,
+    answers: i64,
     updated_at: i64,
 }
 
 impl WeightRow {
+    /// `None` for a dimension this version does not know (written by a newer one).
     pub(crate) fn into_weight(self) -> Option<StoredWeight> {
         Some(StoredWeight {
             dimension: Dimension::parse(&self.dimension)?,
             key: self.key,
-            value: self.value,
+            acted: self.acted,
+            dismissed: self.dismissed,
+            recent: self.recent,
+            answers: self.answers,
             updated_at: from_millis(self.updated_at),
         })
     }
+}
+
+pub(crate) const WEIGHT_COLUMNS: &str = "dimension, key, acted, dismissed, recent, answers, updated_at";
+
+/// An idea learning held back (or showed anyway), oldest first.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct HeldRow {
+    pub(crate) idea_key: String,
+    pub(crate) dimension: String,
+    pub(crate) key: String,
+    pub(crate) explored: i64,
 }
 
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
@@ -179,9 +206,10 @@ macro_rules! intel_sql {
             pub(crate) use crate::store::actions_sql::$module as actions;
 
             use super::{
-                DueRow, HeartbeatRow, RUN_COLUMNS, RunRow, SUGGESTION_COLUMNS, SuggestionRow, SurfaceRow, WeightRow,
+                DueRow, HeartbeatRow, HeldRow, RUN_COLUMNS, RunRow, SUGGESTION_COLUMNS, SuggestionRow, SurfaceRow,
+                WEIGHT_COLUMNS, WeightRow,
             };
-            use crate::learning::Dimension;
+            use crate::learning::{Dimension, HeldIdea, Ranking, StoredWeight};
             use crate::store::intel::{NewSuggestion, RunRecord};
             use crate::suggestion::{DeliveryKind, SuggestionId, SuggestionState};
 
@@ -233,15 +261,25 @@ macro_rules! intel_sql {
             }
 
             pub(crate) async fn existing_keys(conn: &mut Conn, keys: &[String]) -> Result<HashSet<String>, sqlx::Error> {
-                let mut found = HashSet::new();
+                Ok(key_states(conn, keys).await?.into_iter().map(|(key, _, _)| key).collect())
+            }
+
+            /// Which of these idea keys became suggestions: their state and when it last
+            /// changed.
+            pub(crate) async fn key_states(
+                conn: &mut Conn,
+                keys: &[String],
+            ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+                let mut found = Vec::new();
                 for chunk in keys.chunks(500) {
-                    let mut q = QueryBuilder::<$db>::new("SELECT idea_key FROM suggestions WHERE idea_key IN (");
+                    let mut q =
+                        QueryBuilder::<$db>::new("SELECT idea_key, state, updated_at FROM suggestions WHERE idea_key IN (");
                     let mut list = q.separated(", ");
                     for key in chunk {
                         list.push_bind(key.clone());
                     }
                     q.push(")");
-                    let rows: Vec<String> = q.build_query_scalar().fetch_all(&mut *conn).await?;
+                    let rows: Vec<(String, String, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
                     found.extend(rows);
                 }
                 Ok(found)
@@ -265,12 +303,14 @@ macro_rules! intel_sql {
             pub(crate) async fn insert(
                 conn: &mut Conn,
                 s: &NewSuggestion,
+                ranking: &Ranking,
                 run_id: &str,
                 now: i64,
             ) -> Result<Option<i64>, sqlx::Error> {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO suggestions (idea_key, topic, run_id, title, why_now, evidence, confidence, score, \
-                     action, class, source, state, due_at, created_at, updated_at, expires_at, risk, policy, reflector) VALUES (",
+                     action, class, source, state, due_at, created_at, updated_at, expires_at, risk, policy, reflector, \
+                     ranking) VALUES (",
                 );
                 let mut v = q.separated(", ");
                 v.push_bind(s.key.clone())
@@ -291,7 +331,8 @@ macro_rules! intel_sql {
                     .push_bind(s.expires_at)
                     .push_bind(s.risk.as_str())
                     .push_bind(s.policy.as_str())
-                    .push_bind(s.reflector.clone());
+                    .push_bind(s.reflector.clone())
+                    .push_bind((ranking != &Ranking::default()).then(|| serde_json::to_string(ranking).expect("a ranking serializes")));
                 q.push(") ON CONFLICT (idea_key) DO NOTHING RETURNING id");
                 q.build_query_scalar().fetch_optional(&mut *conn).await
             }
@@ -543,7 +584,7 @@ macro_rules! intel_sql {
             }
 
             pub(crate) async fn weights(conn: &mut Conn) -> Result<Vec<WeightRow>, sqlx::Error> {
-                QueryBuilder::<$db>::new("SELECT dimension, key, value, updated_at FROM learned_weights")
+                QueryBuilder::<$db>::new(format!("SELECT {WEIGHT_COLUMNS} FROM learned_weights"))
                     .build_query_as()
                     .fetch_all(&mut *conn)
                     .await
@@ -554,24 +595,84 @@ macro_rules! intel_sql {
                 dimension: Dimension,
                 key: &str,
             ) -> Result<Option<WeightRow>, sqlx::Error> {
-                let mut q = QueryBuilder::<$db>::new(
-                    "SELECT dimension, key, value, updated_at FROM learned_weights WHERE dimension = ",
-                );
+                let mut q =
+                    QueryBuilder::<$db>::new(format!("SELECT {WEIGHT_COLUMNS} FROM learned_weights WHERE dimension = "));
                 q.push_bind(dimension.as_str()).push(" AND key = ").push_bind(key.to_owned());
                 q.build_query_as().fetch_optional(&mut *conn).await
             }
 
-            pub(crate) async fn put_weight(
+            pub(crate) async fn put_weight(conn: &mut Conn, w: &StoredWeight) -> Result<(), sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO learned_weights (dimension, key, value, acted, dismissed, recent, answers, updated_at) \
+                     VALUES (",
+                );
+                q.separated(", ")
+                    .push_bind(w.dimension.as_str())
+                    .push_bind(w.key.clone())
+                    .push_bind(w.value(w.updated_at))
+                    .push_bind(w.acted)
+                    .push_bind(w.dismissed)
+                    .push_bind(w.recent.clone())
+                    .push_bind(w.answers)
+                    .push_bind(crate::clock::to_millis(w.updated_at));
+                q.push(
+                    ") ON CONFLICT (dimension, key) DO UPDATE SET value = excluded.value, acted = excluded.acted, \
+                     dismissed = excluded.dismissed, recent = excluded.recent, answers = excluded.answers, \
+                     updated_at = excluded.updated_at",
+                );
+                q.build().execute(&mut *conn).await?;
+                Ok(())
+            }
+
+            /// Forgets a key's evidence and what it held back; false if it had none.
+            pub(crate) async fn reset_weight(conn: &mut Conn, dimension: &str, key: &str) -> Result<bool, sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM learned_weights WHERE dimension = ");
+                q.push_bind(dimension.to_owned()).push(" AND key = ").push_bind(key.to_owned());
+                let gone = q.build().execute(&mut *conn).await?.rows_affected() > 0;
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM learning_held WHERE dimension = ");
+                q.push_bind(dimension.to_owned()).push(" AND key = ").push_bind(key.to_owned());
+                let held = q.build().execute(&mut *conn).await?.rows_affected() > 0;
+                Ok(gone || held)
+            }
+
+            /// Evidence nothing has touched since `before`: faded to nothing, so dropped.
+            pub(crate) async fn prune_weights(conn: &mut Conn, before: i64) -> Result<(), sqlx::Error> {
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM learned_weights WHERE updated_at < ");
+                q.push_bind(before);
+                q.build().execute(&mut *conn).await?;
+                Ok(())
+            }
+
+            pub(crate) async fn held(conn: &mut Conn) -> Result<Vec<HeldRow>, sqlx::Error> {
+                QueryBuilder::<$db>::new("SELECT idea_key, dimension, key, explored FROM learning_held ORDER BY id")
+                    .build_query_as()
+                    .fetch_all(&mut *conn)
+                    .await
+            }
+
+            /// Remembers ideas held back (once each: a second time changes nothing) and
+            /// drops those held longer ago than `before`.
+            pub(crate) async fn record_held(
                 conn: &mut Conn,
-                dimension: Dimension,
-                key: &str,
-                value: f64,
+                held: &[HeldIdea],
                 now: i64,
+                before: i64,
             ) -> Result<(), sqlx::Error> {
-                let mut q =
-                    QueryBuilder::<$db>::new("INSERT INTO learned_weights (dimension, key, value, updated_at) VALUES (");
-                q.separated(", ").push_bind(dimension.as_str()).push_bind(key.to_owned()).push_bind(value).push_bind(now);
-                q.push(") ON CONFLICT (dimension, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
+                for h in held {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO learning_held (idea_key, dimension, key, explored, held_at) VALUES (",
+                    );
+                    q.separated(", ")
+                        .push_bind(h.idea_key.clone())
+                        .push_bind(h.by.dimension.clone())
+                        .push_bind(h.by.key.clone())
+                        .push_bind(i64::from(h.explored))
+                        .push_bind(now);
+                    q.push(") ON CONFLICT (idea_key) DO NOTHING");
+                    q.build().execute(&mut *conn).await?;
+                }
+                let mut q = QueryBuilder::<$db>::new("DELETE FROM learning_held WHERE held_at < ");
+                q.push_bind(before);
                 q.build().execute(&mut *conn).await?;
                 Ok(())
             }

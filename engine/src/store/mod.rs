@@ -468,7 +468,8 @@ fn sqlite_migrator() -> Migrator {
             (7, "channel state", "0007_channel_state.sql"),
             (8, "signal senders", "0008_signal_senders.sql"),
             (9, "model usage", "0009_model_usage.sql"),
-            (10, "suggestion reflector", "0010_suggestion_reflector.sql")
+            (10, "suggestion reflector", "0010_suggestion_reflector.sql"),
+            (11, "learning evidence", "0011_learning_evidence.sql")
         ]
     )
 }
@@ -486,7 +487,8 @@ fn postgres_migrator() -> Migrator {
             (7, "channel state", "0007_channel_state.sql"),
             (8, "signal senders", "0008_signal_senders.sql"),
             (9, "model usage", "0009_model_usage.sql"),
-            (10, "suggestion reflector", "0010_suggestion_reflector.sql")
+            (10, "suggestion reflector", "0010_suggestion_reflector.sql"),
+            (11, "learning evidence", "0011_learning_evidence.sql")
         ]
     )
 }

@@ -1,9 +1,11 @@
 //! The store conformance suite: every test runs once on SQLite and once on PostgreSQL.
 
 mod intelligence;
+mod learning;
 mod ledger;
 mod memory;
 mod outbox;
+pub mod owner_sim;
 mod tasks;
 
 use std::future::Future;

@@ -1,5 +1,6 @@
 //! Workflow intelligence over HTTP: `POST /api/pulse`, `GET /api/heartbeat`,
 //! `GET /api/runs[/{id}]`, `GET /api/suggestions[/{id}]`, `POST /api/suggestions/{id}/respond`,
+//! `GET /api/learning`, `DELETE /api/learning/{dimension}/{key}`, `POST /api/learning/reset`,
 //! `POST /api/stop`, `POST /api/resume`.
 
 use axum::Json;
@@ -7,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use loopgate_engine::intelligence::{HeartbeatStatus, PulseReport};
+use loopgate_engine::learning::Dimension;
 use loopgate_engine::store::RunDetail;
 use loopgate_engine::suggestion::{RespondError, Responded, Responder, Suggestion};
 use serde::Deserialize;
@@ -139,6 +141,65 @@ impl From<RespondError> for ApiError {
             RespondError::Store(e) => e.into(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearningParams {
+    dimension: Option<String>,
+    limit: Option<u32>,
+}
+
+fn dimension(name: &str) -> Result<Dimension, ApiError> {
+    Dimension::parse(name).ok_or_else(|| {
+        let names: Vec<_> = Dimension::ALL.iter().map(|d| d.as_str()).collect();
+        ApiError::invalid(format!("dimension {name:?} is not one of {}", names.join(", ")))
+    })
+}
+
+/// `GET /api/learning`: what the owner's answers taught, per dimension, each key with its
+/// evidence, what it says and how many ideas it holds back.
+pub async fn learning(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<LearningParams>,
+) -> Result<Json<loopgate_engine::learning::Overview>, ApiError> {
+    let only = params.dimension.as_deref().map(dimension).transpose()?;
+    Ok(Json(state.store.learning(only, limit(params.limit, 50)? as usize).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    dimension: String,
+    key: String,
+}
+
+/// `POST /api/learning/reset {dimension, key}`: forgets what one key learned (and what it
+/// held back); audited. 404 when nothing was learned about it.
+pub async fn reset_learning(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResetBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    reset(&state, &body.dimension, &body.key).await
+}
+
+/// `DELETE /api/learning/{dimension}/{key}`: the same, for a key that fits in a path.
+pub async fn forget_learning(
+    State(state): State<AppState>,
+    Path((dimension, key)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    reset(&state, &dimension, &key).await
+}
+
+async fn reset(state: &AppState, name: &str, key: &str) -> Result<Json<serde_json::Value>, ApiError> {
+    let dimension = dimension(name)?;
+    // The API token is the owner's.
+    let by = Responder { by: "owner".into(), via: "api".into() };
+    if !state.store.reset_learning(dimension.as_str(), key, &by).await? {
+        return Err(ApiError::not_found(format!("nothing is learned about {name} {key:?}")));
+    }
+    tracing::info!(dimension = name, key, "learning reset by the owner");
+    Ok(Json(json!({"reset": true, "dimension": dimension, "key": key})))
 }
 
 pub async fn stop(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

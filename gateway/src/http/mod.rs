@@ -22,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use loopgate_channels::Liveness;
 use loopgate_engine::Store;
 use loopgate_engine::intelligence::Intelligence;
@@ -66,6 +66,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/suggestions", get(intel::suggestions))
         .route("/api/suggestions/{id}", get(intel::suggestion))
         .route("/api/suggestions/{id}/respond", post(intel::respond))
+        .route("/api/learning", get(intel::learning))
+        .route("/api/learning/reset", post(intel::reset_learning))
+        .route("/api/learning/{dimension}/{key}", delete(intel::forget_learning))
         .route("/api/tasks", post(actions::submit).get(actions::tasks))
         .route("/api/tasks/{id}", get(actions::task))
         .route("/api/approvals", get(actions::approvals))
