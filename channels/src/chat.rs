@@ -697,13 +697,14 @@ pub struct ChatTurn {
 
 impl ChatTurn {
     /// Answers in its own task (a model may take seconds; the platform's updates keep
-    /// flowing), through the outbox; `payload` turns the answer into the platform's send.
+    /// flowing), through the outbox; `payload` turns the answer into the platform's sends
+    /// (one, or ordered parts when it is longer than a message).
     pub fn answer_later(
         self,
         intelligence: Arc<Intelligence>,
         store: loopgate_engine::Store,
         wakes: crate::Wakes,
-        payload: impl FnOnce(String) -> Value + Send + 'static,
+        payload: impl FnOnce(String) -> Vec<Value> + Send + 'static,
     ) {
         tokio::spawn(async move {
             if store.outbound_by_key(self.source, &self.key).await.ok().flatten().is_some() {
@@ -713,12 +714,8 @@ impl ChatTurn {
             if let Some(why) = &answer.fallback {
                 tracing::info!(channel = self.source, why, "chat answered without the model");
             }
-            let outbound = loopgate_engine::outbox::NewOutbound {
-                channel: self.source.into(),
-                dedupe_key: self.key,
-                payload: payload(answer.text),
-            };
-            match store.enqueue(&outbound).await {
+            let parts = parts(self.source, &self.key, payload(answer.text));
+            match store.enqueue_all(&parts).await {
                 Ok(_) => wakes.outbox.notify_one(),
                 Err(error) => tracing::error!(%error, "a chat answer could not be queued"),
             }
@@ -727,6 +724,20 @@ impl ChatTurn {
 }
 
 pub use loopgate_engine::request::kind_of_note;
+
+/// The sends of one answer as outbox rows, in order: the first under `key`, the next under
+/// `key:2`, `key:3`, … (queued together, so they go out together and in order).
+pub fn parts(channel: &str, key: &str, payloads: Vec<Value>) -> Vec<loopgate_engine::outbox::NewOutbound> {
+    payloads
+        .into_iter()
+        .enumerate()
+        .map(|(n, payload)| loopgate_engine::outbox::NewOutbound {
+            channel: channel.to_owned(),
+            dedupe_key: if n == 0 { key.to_owned() } else { format!("{key}:{}", n + 1) },
+            payload,
+        })
+        .collect()
+}
 
 /// Runs `work` in its own task and waits at most `limit` for it; it carries on either way.
 pub async fn within<T: Send + 'static>(

@@ -177,7 +177,9 @@ pub struct ChatAnswer {
 /// Memories and earlier messages given to the model with a chat message.
 const CHAT_MEMORIES: u32 = 5;
 const CHAT_HISTORY: usize = 8;
-const MAX_CHAT_REPLY: usize = 3000;
+/// The longest chat answer kept, in characters: longer than one message on any platform,
+/// it is sent as ordered parts, never cut at a message's limit.
+const MAX_CHAT_REPLY: usize = 12_000;
 /// Words too common to look memories up by.
 const STOPWORDS: [&str; 24] = [
     "what", "when", "where", "which", "who", "whom", "whose", "why", "how", "this", "that", "these", "those", "with",

@@ -432,3 +432,33 @@ async fn acting_on_a_reply_shows_the_models_draft_to_send_edit_or_cancel() {
     assert_eq!(task["action"]["text"], "Yes — invoice 0 is checked, all fine.");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_long_model_answer_arrives_whole_in_ordered_parts() {
+    let telegram = FakeTelegram::start().await;
+    let model = FakeModel::start().await;
+    let app = telegram_app(&telegram, &model, |_| {}).await;
+    let paragraphs: Vec<String> =
+        (1..=30).map(|n| format!("Point {n:02}: {}", "the week went well & calmly. ".repeat(6))).collect();
+    let long = paragraphs.join("\n\n");
+    assert!(long.chars().count() > 5000);
+    model.answer(&long);
+    telegram.push_message(OWNER, "Ana", OWNER, 1, "How was my week, in detail?");
+    let parts = telegram
+        .wait_for("every part of the answer", |f| {
+            let parts: Vec<Value> = f.ok_calls("sendMessage").into_iter().filter(|m| m["chat_id"] == OWNER).collect();
+            (parts.len() >= 2).then_some(parts)
+        })
+        .await;
+    assert_eq!(parts.len(), 2, "{parts:#?}");
+    assert_eq!(parts[0]["reply_parameters"]["message_id"], 1, "the first part answers the message");
+    let shown: String = parts
+        .iter()
+        .map(|p| crate::fake_telegram::parse_html(p["text"].as_str().unwrap()).expect("valid HTML"))
+        .collect::<Vec<_>>()
+        .concat();
+    let squash = |s: &str| s.split_whitespace().collect::<String>();
+    assert_eq!(squash(&shown), squash(&long), "nothing lost, in order");
+    assert!(telegram.calls("sendMessage").iter().all(|c| c.ok), "nothing refused");
+    app.shutdown().await;
+}

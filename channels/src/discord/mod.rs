@@ -325,6 +325,13 @@ impl Discord {
         }
     }
 
+    /// Queues ordered sends in one commit and wakes the outbox worker.
+    async fn enqueue_all(&self, parts: Vec<NewOutbound>) -> Result<(), StoreError> {
+        self.store.enqueue_all(&parts).await?;
+        self.wakes.outbox.notify_one();
+        Ok(())
+    }
+
     /// Queues a send and wakes the outbox worker.
     async fn enqueue(&self, dedupe_key: String, payload: Value) -> Result<(), StoreError> {
         self.store.enqueue(&NewOutbound { channel: CHANNEL.into(), dedupe_key, payload }).await?;
@@ -411,7 +418,9 @@ impl Discord {
             chat::Reply::Acknowledge(s) => {
                 self.enqueue(key, render::acknowledge(channel_id, message_id, &s, self.config.timezone)).await
             }
-            chat::Reply::Text(text) => self.enqueue(key, render::reply(channel_id, message_id, escape(&text))).await,
+            chat::Reply::Text(text) => {
+                self.enqueue_all(chat::parts(CHANNEL, &key, render::reply_parts(channel_id, message_id, &text))).await
+            }
             chat::Reply::Nothing | chat::Reply::Chat => {
                 self.wakes.deliveries.notify_one();
                 Ok(())
@@ -454,14 +463,15 @@ impl Discord {
                     self.enqueue(key, ack).await?;
                 }
                 chat::Reply::Text(text) => {
-                    self.enqueue(key, render::reply(channel_id, message_id, escape(&text))).await?;
+                    let replies = render::reply_parts(channel_id, message_id, &text);
+                    self.enqueue_all(chat::parts(CHANNEL, &key, replies)).await?;
                 }
                 chat::Reply::Nothing => self.wakes.deliveries.notify_one(),
                 chat::Reply::Chat => {
                     let turn =
                         chat::ChatTurn { source: CHANNEL, conversation, owner, text: m.signal.text.clone(), key };
                     turn.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
-                        render::reply(channel_id, message_id, escape(&text))
+                        render::reply_parts(channel_id, message_id, &text)
                     });
                 }
             }

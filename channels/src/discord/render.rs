@@ -152,6 +152,16 @@ pub fn reply(channel_id: u64, message_id: u64, content: String) -> Value {
     json!({"op": "post", "channel": channel_id.to_string(), "body": message})
 }
 
+/// A plain-text answer (escaped here), as many messages as it takes: split where Discord
+/// would count past its limit (escapes included), each replying to the owner's message.
+pub fn reply_parts(channel_id: u64, message_id: u64, plain: &str) -> Vec<Value> {
+    let weight = |c: char| escape(&c.to_string()).chars().count();
+    text::split(plain, MAX_CONTENT, weight)
+        .into_iter()
+        .map(|part| reply(channel_id, message_id, escape(&part)))
+        .collect()
+}
+
 /// Interaction response 7: the message the button sits on, updated in place.
 pub fn update_message(body: Value) -> Value {
     json!({"type": 7, "data": body})

@@ -158,6 +158,13 @@ impl Telegram {
         Ok(())
     }
 
+    /// Queues ordered sends in one commit and wakes the outbox worker.
+    async fn enqueue_all(&self, parts: Vec<NewOutbound>) -> Result<(), StoreError> {
+        self.store.enqueue_all(&parts).await?;
+        self.wakes.outbox.notify_one();
+        Ok(())
+    }
+
     /// Queues a send and wakes the outbox worker.
     async fn enqueue(&self, dedupe_key: String, payload: Value) -> Result<(), StoreError> {
         self.store.enqueue(&NewOutbound { channel: CHANNEL.into(), dedupe_key, payload }).await?;
@@ -300,7 +307,10 @@ impl Telegram {
             chat::Reply::Acknowledge(s) => {
                 self.enqueue(key, render::acknowledge(chat_id, message_id, &s, self.config.timezone)).await
             }
-            chat::Reply::Text(text) => self.enqueue(key, render::reply(chat_id, Some(message_id), escape(&text))).await,
+            chat::Reply::Text(text) => {
+                self.enqueue_all(chat::parts(CHANNEL, &key, render::reply_parts(chat_id, Some(message_id), &text)))
+                    .await
+            }
             chat::Reply::Nothing => {
                 self.wakes.deliveries.notify_one();
                 Ok(())
@@ -319,7 +329,7 @@ impl Telegram {
                     key,
                 };
                 chat.answer_later(self.intelligence.clone(), self.store.clone(), self.wakes.clone(), move |text| {
-                    render::reply(chat_id, Some(message_id), escape(&text))
+                    render::reply_parts(chat_id, Some(message_id), &text)
                 });
                 Ok(())
             }

@@ -163,6 +163,16 @@ pub fn reply(chat_id: i64, reply_to: Option<i32>, html: String) -> Value {
     json!({"method": "sendMessage", "params": params})
 }
 
+/// A plain-text answer (escaped here), as many messages as it takes: split where Telegram
+/// would count past its limit, the first replying to `reply_to`.
+pub fn reply_parts(chat_id: i64, reply_to: Option<i32>, plain: &str) -> Vec<Value> {
+    text::split(plain, MAX_TEXT, char::len_utf16)
+        .into_iter()
+        .enumerate()
+        .map(|(n, part)| reply(chat_id, reply_to.filter(|_| n == 0), escape(&part)))
+        .collect()
+}
+
 /// The prompt Edit sends: the owner's reply to it is the edited action.
 pub fn edit_prompt(chat_id: i64, s: &Suggestion) -> Value {
     let action = s.edited_action.as_ref().unwrap_or(&s.action);
