@@ -295,7 +295,7 @@ impl Intelligence {
         match (request, waiting) {
             (Some(Request::Remind { task, at: Some(at) }), Some(current)) => {
                 let (title, action) = reminder_parts(&task);
-                let why = format!("you asked to be reminded at {}", detect::local(at, tz));
+                let why = reminded_at(at, tz);
                 if self.store().reschedule_reminder(&current, &title, &why, &action, at).await? {
                     self.due_changed();
                     return Ok(Handled::Reminder { id: current.id, task, at, moved: true });
@@ -345,7 +345,7 @@ impl Intelligence {
                 // Raised already without a time (the reflector read the request before its
                 // answer came): the answer gives it its time.
                 let (title, action) = reminder_parts(task);
-                let why = format!("you asked to be reminded at {}", detect::local(at, tz));
+                let why = reminded_at(at, tz);
                 if self.store().reschedule_reminder(&existing, &title, &why, &action, at).await? {
                     self.due_changed();
                     return Ok(Handled::Reminder { id: existing.id, task: task.to_owned(), at, moved: false });
@@ -360,7 +360,7 @@ impl Intelligence {
             key: key.clone(),
             topic: None,
             title,
-            why_now: format!("you asked to be reminded at {}", detect::local(at, tz)),
+            why_now: reminded_at(at, tz),
             evidence: vec![crate::suggestion::EvidenceLine {
                 signal_id: asked_in,
                 summary: format!("you on {}: “{}”", said.source, detect::excerpt(said.text)),
@@ -399,7 +399,7 @@ impl Intelligence {
             return Ok(Err(self.why_not_waiting(id, claimant).await?));
         };
         let action = current.edited_action.clone().unwrap_or_else(|| current.action.clone());
-        let why = format!("you asked to be reminded at {}", detect::local(at, self.settings().rules.timezone));
+        let why = reminded_at(at, self.settings().rules.timezone);
         if self.store().reschedule_reminder(&current, &current.title, &why, &action, at).await? {
             self.due_changed();
             Ok(Ok(at))
@@ -672,6 +672,11 @@ fn asked_key(said: &Said<'_>) -> String {
 /// The idea key of the reminder a message asked for: the reflector reads the same.
 pub fn reminder_key(signal: SignalId) -> String {
     format!("reminder:{signal}")
+}
+
+/// A reminder's why-now: when the owner asked for it, in their zone.
+fn reminded_at(at: DateTime<Utc>, tz: Tz) -> String {
+    format!("you asked to be reminded at {}", detect::local(at, tz))
 }
 
 /// A reminder's title and the action that marks it done.

@@ -13,7 +13,6 @@ use loopgate_channels::{Channel, Wakes};
 use loopgate_engine::Store;
 use loopgate_engine::actions::{Executed, Executor, Task};
 use loopgate_engine::intelligence::Intelligence;
-use loopgate_engine::outbox::NewOutbound;
 use loopgate_engine::suggestion::Responder;
 use loopgate_engine::workflow::Workflow;
 use tokio::io::AsyncWriteExt;
@@ -96,18 +95,8 @@ impl Actions {
             return Err(format!("no {name:?} channel is configured on this loopgate to deliver {:?}", task.target));
         };
         let store = &self.messages.get().expect("checked above").store;
-        let parts: Vec<NewOutbound> = channel
-            .message(task.id, &task.action)?
-            .into_iter()
-            .enumerate()
-            .map(|(n, payload)| {
-                let dedupe_key = match n {
-                    0 => format!("task:{}:message", task.id),
-                    n => format!("task:{}:message:{}", task.id, n + 1),
-                };
-                NewOutbound { channel: name.to_owned(), dedupe_key, payload }
-            })
-            .collect();
+        let payloads = channel.message(task.id, &task.action)?;
+        let parts = loopgate_channels::chat::parts(name, &format!("task:{}:message", task.id), payloads);
         let ids = store.enqueue_all(&parts).await.map_err(|e| format!("queueing the message: {e}"))?;
         wakes.outbox.notify_one();
         Ok(Executed::Queued(serde_json::json!({"queued": {"channel": name, "outbox": ids, "parts": ids.len()}})))
