@@ -328,6 +328,48 @@ pub fn approval_text(a: &Approval, timezone: Tz, markup: Markup) -> String {
 pub const REFUSAL: &str = "Sorry — only the owner of this assistant can answer that.";
 pub const COMMAND_REFUSAL: &str = "Sorry — I only take commands from my owner.";
 
+/// What a pairing code is replaced by in the recorded signal: a code is a credential, and
+/// the ledger is read by reflection and shown on every surface.
+pub const PAIRING_REDACTED: &str = "[pairing code]";
+
+impl Command {
+    /// The code of a pairing command: `/start CODE` (Telegram's deep link sends this) or
+    /// `/pair CODE`. `None` for every other command, and for a bare `/start`.
+    pub fn pairing_code(&self) -> Option<&str> {
+        match self.name.as_str() {
+            "start" | "pair" if !self.argument.trim().is_empty() => Some(self.argument.trim()),
+            _ => None,
+        }
+    }
+}
+
+/// Someone sent a pairing code: the reply they see, in plain text. One wording for every
+/// refusal, so a guesser learns nothing about which codes exist.
+pub async fn pair(
+    intelligence: &Intelligence,
+    channel: loopgate_engine::pairing::PairChannel,
+    claimant: &Claimant,
+    code: &str,
+) -> Result<String, StoreError> {
+    use loopgate_engine::pairing::{Redeemed, Refusal};
+    let platform = capitalize(channel.as_str());
+    Ok(match intelligence.pair(channel, claimant, code).await? {
+        Redeemed::Paired => format!(
+            "✅ Paired: you are now the owner of this loopgate on {platform}. Suggestions and approvals come here; \
+             try \"remind me in 10 minutes to stretch\"."
+        ),
+        Redeemed::AlreadyOwner => format!("You are already the owner of this loopgate on {platform}."),
+        Redeemed::Refused(Refusal::RateLimited) => {
+            "Too many wrong codes in the last hour: nothing was changed. Try again later.".into()
+        }
+        Redeemed::Refused(_) => format!(
+            "That code is not valid (mistyped, expired or already used): nothing was changed. \
+             Run `loopgate pair {}` on the machine for a new one.",
+            channel.as_str()
+        ),
+    })
+}
+
 /// What a button press came to, in words for the presser (plain text, not markup).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pressed {

@@ -22,3 +22,13 @@ pub mod text;
 
 pub use channel::{BoxFuture, Channel, ChannelContext, Sent, Wakes};
 pub use liveness::{Liveness, LivenessReport, wall_clock_ms};
+
+/// The adapters this build has (cargo features), for `loopgate --version`.
+pub const FEATURES: &[&str] = &[
+    #[cfg(feature = "telegram")]
+    "telegram",
+    #[cfg(feature = "discord")]
+    "discord",
+    #[cfg(feature = "email")]
+    "email",
+];

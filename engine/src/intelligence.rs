@@ -741,6 +741,37 @@ impl Intelligence {
         let _one_at_a_time = self.pulse_lock.lock().await;
         self.store.set_paused(paused).await
     }
+
+    /// Reloads the owners bound by pairing into the identities every channel and the API
+    /// ask (a `loopgate owner remove` from the shell reaches a running service this way).
+    pub async fn refresh_owners(&self) -> Result<(), StoreError> {
+        let owners = self.store.paired_owners().await?;
+        self.settings.answerers.set_paired(owners.into_iter().map(|o| (o.channel, o.account)));
+        Ok(())
+    }
+
+    /// Someone sent a pairing code to the bot on `channel`; a right one makes them an
+    /// owner there at once.
+    pub async fn pair(
+        &self,
+        channel: crate::pairing::PairChannel,
+        claimant: &Claimant,
+        code: &str,
+    ) -> Result<crate::pairing::Redeemed, StoreError> {
+        let redeemed =
+            self.store.redeem_pairing_code(channel, &claimant.user_id, claimant.name.as_deref(), code).await?;
+        match redeemed {
+            crate::pairing::Redeemed::Paired => {
+                tracing::warn!(channel = channel.as_str(), account = %claimant.user_id, "a new owner paired");
+                self.refresh_owners().await?;
+            }
+            crate::pairing::Redeemed::Refused(why) => {
+                tracing::warn!(channel = channel.as_str(), account = %claimant.user_id, reason = why.as_str(), "a pairing code was refused");
+            }
+            crate::pairing::Redeemed::AlreadyOwner => {}
+        }
+        Ok(redeemed)
+    }
 }
 
 struct Reflected {

@@ -9,6 +9,7 @@ pub mod learning;
 pub mod memory;
 pub mod model;
 pub mod outbox;
+pub mod pairing;
 pub mod reflect;
 pub mod request;
 pub mod schedule;

@@ -34,6 +34,52 @@ pub struct Application {
     state: AppState,
     settings: Settings,
     channels: Vec<(Arc<dyn Channel>, Wakes)>,
+    /// Held while serving: a second `serve` (or a `restore`) on the same SQLite file is
+    /// refused instead of racing this one.
+    _lock: Option<DatabaseLock>,
+}
+
+/// An exclusive lock on `<database>.lock` beside a SQLite file, released when dropped
+/// (or when the process dies, however it dies).
+pub struct DatabaseLock {
+    _file: std::fs::File,
+    pub path: std::path::PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "{database} is in use by another loopgate (`serve` holds {lock}); stop it first, or point storage.url at another file"
+    )]
+    Busy { database: String, lock: String },
+    #[error("cannot open {lock}: {source}")]
+    Io { lock: String, source: std::io::Error },
+}
+
+/// Takes the lock of the SQLite database behind `url`; `Ok(None)` for PostgreSQL, where
+/// several services on one database are a deployment to coordinate, not an accident.
+pub fn lock_database(url: &str) -> Result<Option<DatabaseLock>, LockError> {
+    let Some(database) = Store::sqlite_file(url) else { return Ok(None) };
+    let mut name = database.clone().into_os_string();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let lock = path.display().to_string();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| LockError::Io { lock: lock.clone(), source })?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| LockError::Io { lock: lock.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(DatabaseLock { _file: file, path })),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(LockError::Busy { database: database.display().to_string(), lock })
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(LockError::Io { lock, source }),
+    }
 }
 
 impl Application {
@@ -44,6 +90,7 @@ impl Application {
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+        let lock = lock_database(&settings.store.url)?;
         let store = Store::open(&settings.store, clock)
             .await
             .with_context(|| format!("opening the database {}", redact_url(&settings.store.url)))?;
@@ -60,6 +107,7 @@ impl Application {
         // Before serving: a task a crash left running may have had its effect, so it is
         // failed here rather than run again by the next pulse.
         intelligence.recover_tasks().await.context("recovering tasks interrupted by a restart")?;
+        intelligence.refresh_owners().await.context("reading the paired owners")?;
         let Channels { list: channels, telegram, discord, email } =
             build_channels(&settings, &store, &intelligence, &executor)?;
         executor.route_workflows(&intelligence, settings.workflows.clone());
@@ -76,7 +124,7 @@ impl Application {
             workflows: Arc::new(settings.workflows.clone()),
             workers: Workers::default(),
         };
-        Ok(Application { listener, address, state, settings, channels })
+        Ok(Application { listener, address, state, settings, channels, _lock: lock })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -90,7 +138,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight
     /// finish (at most the configured grace), commits queued writes and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Application { listener, address, state, settings, channels } = self;
+        let Application { listener, address, state, settings, channels, _lock } = self;
         let store = state.store.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -103,8 +151,12 @@ impl Application {
         let heartbeat = supervised.spawn("heartbeat", stop_rx.clone(), move || {
             beat(intelligence.clone(), every, deliveries.clone(), stop.clone())
         });
+        let (intelligence, stop) = (state.intelligence.clone(), stop_rx.clone());
+        let owners =
+            supervised.spawn("owners", stop_rx.clone(), move || follow_owners(intelligence.clone(), stop.clone()));
         let mut workers =
             crate::workflows::start(&state.intelligence, &settings.workflows, settings.timezone, &stop_rx);
+        workers.push(owners);
         for (channel, wakes) in channels {
             workers.extend(start_channel(&supervised, &store, channel, wakes, &stop_rx));
         }
@@ -220,6 +272,25 @@ fn start_channel(
         workers.spawn(format!("{name}:pump"), stop.clone(), pumping),
         workers.spawn(format!("{name}:outbox"), stop.clone(), sending),
     ]
+}
+
+/// How soon an owner paired or removed from another process (`loopgate owner remove`)
+/// counts here.
+const OWNERS_LOOK: Duration = Duration::from_secs(2);
+
+async fn follow_owners(intelligence: Arc<Intelligence>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(OWNERS_LOOK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(error) = intelligence.refresh_owners().await {
+                    tracing::warn!(%error, "reading the paired owners failed; keeping the last known");
+                }
+            }
+            () = stopped(&mut stop) => return,
+        }
+    }
 }
 
 async fn sweep_expired(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {

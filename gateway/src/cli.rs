@@ -1,5 +1,6 @@
-//! The command line: `serve`, `migrate`, `doctor`, `signal`, `memory`, `pulse`,
-//! `suggestions`, `learning`, `stop`, `resume`.
+//! The command line: `init`, `serve`, `migrate`, `doctor`, `signal`, `memory`, `pulse`,
+//! `suggestions`, `approvals`, `learning`, `pair`, `owner`, `backup`, `restore`, `stop`,
+//! `resume`.
 //!
 //! Output for people and scripts goes to stdout; logs go to stderr.
 
@@ -28,7 +29,11 @@ use crate::config::{Config, ConfigSource, LogFormat, Settings};
 use crate::{doctor, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "loopgate", version, about = "A self-hosted personal execution layer that lives in your chat apps")]
+#[command(
+    name = "loopgate",
+    version = crate::VERSION.as_str(),
+    about = "A self-hosted personal execution layer that lives in your chat apps"
+)]
 pub struct Cli {
     /// Configuration file [default: config/loopgate.toml if present, else built-in defaults]
     #[arg(long, global = true, env = "LOOPGATE_CONFIG")]
@@ -42,6 +47,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Set up: write the configuration and its secrets, check each token against its
+    /// platform, and say how to start
+    Init(crate::init::InitArgs),
     /// Run the service: HTTP API, channels and background work
     Serve,
     /// Apply database migrations and exit
@@ -78,6 +86,34 @@ pub enum Command {
     /// What your answers taught loopgate, per dimension, with the evidence; `reset` forgets
     /// one key
     Learning(LearningArgs),
+    /// Print a one-time code that makes whoever sends it to the bot its owner on that
+    /// channel (`/start CODE` on Telegram, `/pair CODE` on Discord); valid for an hour
+    Pair {
+        /// telegram or discord
+        channel: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The owners bound by pairing (configured ids are listed by `doctor`)
+    #[command(subcommand)]
+    Owner(OwnerCommand),
+    /// Take a consistent backup while the service runs (`backup PATH`), or check one
+    /// (`backup verify PATH`)
+    Backup(BackupArgs),
+    /// Replace the database with a backup; refused for a database holding anything unless
+    /// --force, and while `serve` uses it
+    Restore {
+        /// The backup folder
+        path: PathBuf,
+        /// Say what would be replaced and by what; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace a database that holds data (SQLite keeps the old file beside it)
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Kill switch: pause the heartbeat; nothing new is thought about or dispatched
     Stop,
     /// Release the kill switch
@@ -104,6 +140,43 @@ pub enum LearningCommand {
     /// Forget what one key learned and what it held back (audited), e.g.
     /// `loopgate learning reset actor email:ana@example.org`
     Reset { dimension: String, key: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OwnerCommand {
+    /// Owners bound by pairing, oldest first
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unbind a paired owner; a running service stops taking their answers within seconds
+    Remove {
+        /// telegram or discord
+        channel: String,
+        /// Their user id, as `owner list` shows it
+        account: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// A new or empty folder for the backup
+    pub path: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a backup's checksum and contents; changes nothing
+    Verify {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +264,22 @@ pub enum MemoryCommand {
     },
     /// Forget a memory for good (it will not be learned again from the same evidence)
     Forget { id: i64 },
+    /// Write every memory to standard output (or --output): JSON to move or keep,
+    /// Markdown to read
+    Export {
+        #[arg(long, value_enum, default_value = "json")]
+        format: crate::memory_file::Format,
+        /// A file to write instead of standard output
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Remember every memory of a JSON export (`-` reads standard input); a repeat
+    /// confirms, a forgotten memory stays forgotten, origin and trust are kept
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_kind(text: &str) -> Result<MemoryKind, String> {
@@ -239,6 +328,9 @@ pub fn run(cli: Cli) -> ExitCode {
     if let Command::Doctor = cli.command {
         return doctor::run(cli.config.as_deref());
     }
+    if let Command::Init(args) = cli.command {
+        return crate::init::run(cli.config.as_deref(), args);
+    }
     let settings = match load_settings(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -266,7 +358,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Learning(args) => learning(settings, args).await,
             Command::Stop => kill_switch(settings, true).await,
             Command::Resume => kill_switch(settings, false).await,
-            Command::Doctor => unreachable!("handled above"),
+            Command::Pair { channel, json } => pair(settings, &channel, json).await,
+            Command::Owner(command) => owner(settings, command).await,
+            Command::Backup(args) => backup(settings, args).await,
+            Command::Restore { path, dry_run, force, json } => restore(settings, &path, dry_run, force, json).await,
+            Command::Doctor | Command::Init(_) => unreachable!("handled above"),
         }
     });
     match result {
@@ -326,7 +422,7 @@ fn text_or_stdin(text: String) -> anyhow::Result<String> {
     }
 }
 
-async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     Store::open(&settings.store, Arc::new(SystemClock))
         .await
         .with_context(|| format!("opening the database {}", redact_url(&settings.store.url)))
@@ -373,6 +469,176 @@ async fn run_memory(store: &Store, command: MemoryCommand) -> anyhow::Result<()>
                 anyhow::bail!("there is no memory {id}");
             }
         }
+        MemoryCommand::Export { format, output } => {
+            let memories = crate::memory_file::all(store).await?;
+            let text = crate::memory_file::render(&memories, format, Utc::now())?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("{} memories written to {}", memories.len(), path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+        MemoryCommand::Import { file, json } => {
+            let text = match file.as_os_str() == "-" {
+                true => text_or_stdin("-".into())?,
+                false => std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?,
+            };
+            let report = crate::memory_file::import(store, &text).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "imported: {} added, {} confirmed (already known), {} replaced an older statement, {} refused",
+                    report.added,
+                    report.confirmed,
+                    report.replaced,
+                    report.rejected.len()
+                );
+                for (n, why) in &report.rejected {
+                    println!("  entry {n}: {why}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn pair(settings: Settings, channel: &str, json: bool) -> anyhow::Result<()> {
+    use loopgate_engine::pairing::PairChannel;
+    let Some(channel) = PairChannel::parse(channel) else {
+        anyhow::bail!("{channel:?} is not a channel to pair on: telegram or discord (email owners are [owner] emails)");
+    };
+    let configured = match channel {
+        PairChannel::Telegram => settings.telegram.is_some(),
+        PairChannel::Discord => settings.discord.is_some(),
+    };
+    if !configured {
+        anyhow::bail!(
+            "{0} is not configured: add a [{0}] section (or run `loopgate init`), then pair",
+            channel.as_str()
+        );
+    }
+    let store = open_store(&settings).await?;
+    let issued = store.issue_pairing_code(channel, ("owner", "cli")).await;
+    store.close().await;
+    let issued = issued?;
+    if json {
+        println!("{}", serde_json::to_string(&issued)?);
+        return Ok(());
+    }
+    let local = issued.expires_at.with_timezone(&settings.timezone).format("%H:%M");
+    println!("Send this to the bot within the hour (until {local}); it works once:\n");
+    println!("    {}\n", channel.instruction(&issued.code));
+    match channel {
+        PairChannel::Telegram => println!("In Telegram: open a private chat with your bot and send the line above."),
+        PairChannel::Discord => println!("In Discord: send the line above to the bot in a direct message."),
+    }
+    println!("Whoever sends it first becomes an owner; a newer code replaces this one.");
+    Ok(())
+}
+
+async fn owner(settings: Settings, command: OwnerCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let result = async {
+        match command {
+            OwnerCommand::List { json } => {
+                let owners = store.paired_owners().await?;
+                for o in &owners {
+                    if json {
+                        println!("{}", serde_json::to_string(o)?);
+                    } else {
+                        let when = o.paired_at.with_timezone(&settings.timezone).format("%Y-%m-%d %H:%M");
+                        println!(
+                            "{:<9} {:<20} {:<20} paired {when}",
+                            o.channel,
+                            o.account,
+                            o.name.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+                if owners.is_empty() && !json {
+                    println!("nobody paired (run `loopgate pair telegram` or `loopgate pair discord`)");
+                }
+                Ok(())
+            }
+            OwnerCommand::Remove { channel, account } => {
+                if store.remove_owner(channel.trim(), account.trim(), ("owner", "cli")).await? {
+                    println!(
+                        "{channel} owner {account} removed; a running service stops taking their answers within seconds"
+                    );
+                    Ok(())
+                } else {
+                    anyhow::bail!("no paired owner {account} on {channel} (see `loopgate owner list`)")
+                }
+            }
+        }
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+async fn backup(settings: Settings, args: BackupArgs) -> anyhow::Result<()> {
+    let (path, json, verify) = match (args.command, args.path) {
+        (Some(BackupCommand::Verify { path, json }), _) => (path, json, true),
+        (None, Some(path)) => (path, args.json, false),
+        (None, None) => anyhow::bail!("say where: `loopgate backup PATH` or `loopgate backup verify PATH`"),
+    };
+    let manifest = match verify {
+        true => crate::backup::verify(&path).await?.manifest,
+        false => crate::backup::create(&settings, &path).await?,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&manifest)?);
+        return Ok(());
+    }
+    let rows: Vec<String> = manifest.counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    let verb = if verify { "verified" } else { "written" };
+    println!(
+        "backup {verb}: {} ({} bytes, sha256 {})",
+        path.join(&manifest.file).display(),
+        manifest.bytes,
+        manifest.sha256
+    );
+    println!(
+        "taken {} · schema {} · {}",
+        manifest.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        manifest.schema_version,
+        rows.join(", ")
+    );
+    Ok(())
+}
+
+async fn restore(
+    settings: Settings,
+    path: &std::path::Path,
+    dry_run: bool,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let restored = crate::backup::restore(&settings, path, dry_run, force).await?;
+    if json {
+        println!("{}", serde_json::to_string(&restored)?);
+        return Ok(());
+    }
+    let rows = |counts: &std::collections::BTreeMap<String, i64>| {
+        counts.iter().map(|(t, n)| format!("{n} {t}")).collect::<Vec<_>>().join(", ")
+    };
+    if dry_run {
+        println!("dry run: nothing was changed");
+        println!(
+            "would replace {} ({})",
+            restored.database,
+            if restored.replaced.is_empty() { "no database yet".into() } else { rows(&restored.replaced) }
+        );
+        println!("with the backup ({})", rows(&restored.restored));
+    } else {
+        println!("restored {} ({})", restored.database, rows(&restored.restored));
+        if let Some(kept) = &restored.kept {
+            println!("the replaced database is kept as {}", kept.display());
+        }
     }
     Ok(())
 }
@@ -385,6 +651,8 @@ async fn intelligence(settings: &Settings) -> anyhow::Result<Arc<Intelligence>> 
     if let Some(model) = &settings.model {
         intelligence.use_model(Arc::new(crate::model::Provider::new(model.clone())?));
     }
+    // Owners bound by pairing decide where a chat channel posts.
+    intelligence.refresh_owners().await?;
     // A message approved here is queued in its channel's outbox; the server sends it.
     crate::app::build_channels(settings, &store, &intelligence, &executor)?;
     executor.route_workflows(&intelligence, settings.workflows.clone());

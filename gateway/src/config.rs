@@ -101,6 +101,8 @@ pub struct EmailSection {
     pub allowed_senders: Vec<String>,
     /// The environment variable holding the secret mixed into stored reply tokens.
     pub reply_secret_env: Option<String>,
+    /// Or a file holding it (first line).
+    pub reply_secret_file: Option<PathBuf>,
     /// How long a digest can be answered.
     pub reply_ttl: ConfigDuration,
     /// Without IDLE: how often to look for mail.
@@ -122,6 +124,7 @@ impl Default for EmailSection {
             digest_schedule: None,
             allowed_senders: Vec::new(),
             reply_secret_env: None,
+            reply_secret_file: None,
             reply_ttl: ConfigDuration::secs(7 * 24 * 3600),
             poll_interval: ConfigDuration::secs(60),
             idle_timeout: ConfigDuration::secs(300),
@@ -140,6 +143,8 @@ pub struct MailServerSection {
     pub username: String,
     /// The environment variable holding the password.
     pub password_env: Option<String>,
+    /// Or a file holding it (first line), e.g. one `loopgate init` wrote with mode 0600.
+    pub password_file: Option<PathBuf>,
     /// IMAP only: the folder read for new mail.
     pub mailbox: Option<String>,
 }
@@ -152,6 +157,7 @@ impl Default for MailServerSection {
             security: MailSecurity::Tls,
             username: String::new(),
             password_env: None,
+            password_file: None,
             mailbox: None,
         }
     }
@@ -1030,6 +1036,7 @@ impl Config {
             );
         }
 
+        let identities = self.identities();
         match (listen, timezone, problems.is_empty()) {
             (Some(listen), Some(timezone), true) => Ok(Settings {
                 telegram,
@@ -1045,12 +1052,17 @@ impl Config {
                 shutdown_grace: self.server.shutdown_grace.0,
                 store: self.store_config(),
                 data_dir: self.storage.data_dir.clone(),
-                identities: self.identities(),
+                identities: identities.clone(),
                 timezone,
                 quiet_hours,
                 sweep_interval: self.signals.sweep_interval.0,
                 heartbeat_interval: self.heartbeat.interval.0,
-                intelligence: self.intelligence_settings(timezone, quiet_hours),
+                intelligence: {
+                    let mut intelligence = self.intelligence_settings(timezone, quiet_hours);
+                    // One set of identities, so owners paired at run time reach the API too.
+                    intelligence.answerers = identities;
+                    intelligence
+                },
             }),
             _ => Err(ConfigError::Invalid(problems)),
         }
@@ -1092,18 +1104,39 @@ impl Config {
                     fix: "set the server's port".into(),
                 });
             }
-            let password = match s.password_env.as_deref() {
-                None => String::new(),
-                Some(var) => env(var).map(|v| v.trim_end_matches(['\r', '\n']).to_owned()).unwrap_or_else(|| {
+            let password = match (s.password_env.as_deref(), s.password_file.as_deref()) {
+                (None, None) => String::new(),
+                (Some(_), Some(_)) => {
                     problems.push(Problem {
                         key: key("password_env"),
-                        problem: format!("{var} is not set"),
-                        fix: format!("export {var}=<the {name} password>"),
+                        problem: "both password_env and password_file are set".into(),
+                        fix: "keep one of them".into(),
                     });
                     String::new()
-                }),
+                }
+                (Some(var), None) => {
+                    env(var).map(|v| v.trim_end_matches(['\r', '\n']).to_owned()).unwrap_or_else(|| {
+                        problems.push(Problem {
+                            key: key("password_env"),
+                            problem: format!("{var} is not set"),
+                            fix: format!("export {var}=<the {name} password>"),
+                        });
+                        String::new()
+                    })
+                }
+                (None, Some(path)) => match std::fs::read_to_string(path) {
+                    Ok(text) => text.lines().next().unwrap_or("").to_owned(),
+                    Err(e) => {
+                        problems.push(Problem {
+                            key: key("password_file"),
+                            problem: format!("cannot read {}: {e}", path.display()),
+                            fix: "point it at a readable file holding the password".into(),
+                        });
+                        String::new()
+                    }
+                },
             };
-            if !s.username.is_empty() && s.password_env.is_none() {
+            if !s.username.is_empty() && s.password_env.is_none() && s.password_file.is_none() {
                 problems.push(Problem {
                     key: key("password_env"),
                     problem: "a username without a password".into(),
@@ -1151,8 +1184,37 @@ impl Config {
                 fix: "write a cron schedule like \"0 7 * * *\" (07:00 every day, your time)".into(),
             });
         }
-        let secret = match e.reply_secret_env.as_deref() {
-            None => {
+        let secret = match (e.reply_secret_env.as_deref(), e.reply_secret_file.as_deref()) {
+            (Some(_), Some(_)) => {
+                problems.push(Problem {
+                    key: "email.reply_secret_env".into(),
+                    problem: "both reply_secret_env and reply_secret_file are set".into(),
+                    fix: "keep one of them".into(),
+                });
+                None
+            }
+            (None, Some(path)) => {
+                match std::fs::read_to_string(path).map(|t| t.lines().next().unwrap_or("").trim().to_owned()) {
+                    Ok(secret) if secret.len() >= 16 => Some(secret),
+                    Ok(_) => {
+                        problems.push(Problem {
+                            key: "email.reply_secret_file".into(),
+                            problem: format!("{} holds fewer than 16 characters", path.display()),
+                            fix: format!("write a random value into it: openssl rand -hex 32 > {}", path.display()),
+                        });
+                        None
+                    }
+                    Err(error) => {
+                        problems.push(Problem {
+                            key: "email.reply_secret_file".into(),
+                            problem: format!("cannot read {}: {error}", path.display()),
+                            fix: "point it at a readable file holding the secret".into(),
+                        });
+                        None
+                    }
+                }
+            }
+            (None, None) => {
                 problems.push(Problem {
                     key: "email.reply_secret_env".into(),
                     problem: "answers by reply need a secret".into(),
@@ -1160,7 +1222,7 @@ impl Config {
                 });
                 None
             }
-            Some(var) => match env(var).map(|v| v.trim().to_owned()).filter(|v| v.len() >= 16) {
+            (Some(var), None) => match env(var).map(|v| v.trim().to_owned()).filter(|v| v.len() >= 16) {
                 Some(secret) => Some(secret),
                 None => {
                     problems.push(Problem {
@@ -1387,13 +1449,6 @@ impl Config {
                 key: "discord.public_key".into(),
                 problem: error.to_string(),
                 fix: "copy the Public Key from the Developer Portal (General Information)".into(),
-            });
-        }
-        if d.delivery_channel_id.is_none() && self.owner.discord_user_ids.is_empty() {
-            problems.push(Problem {
-                key: "discord.delivery_channel_id".into(),
-                problem: "nowhere to post suggestions: no delivery channel and no owner.discord_user_ids to DM".into(),
-                fix: "set owner.discord_user_ids = [<your user id>] or discord.delivery_channel_id".into(),
             });
         }
         if d.stale_after.0 < Duration::from_secs(1) {

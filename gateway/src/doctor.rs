@@ -20,7 +20,7 @@ enum Level {
 }
 
 #[derive(Debug, Default)]
-struct Report {
+pub(crate) struct Report {
     lines: Vec<(Level, String, String, Option<String>)>,
 }
 
@@ -29,13 +29,26 @@ impl Report {
         self.lines.push((level, what.into(), detail.into(), fix));
     }
 
-    fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.lines.iter().any(|(level, ..)| *level == Level::Fail)
     }
 
     fn render(&self) -> String {
-        let width = self.lines.iter().map(|(_, what, ..)| what.len()).max().unwrap_or(0);
         let mut out = String::from("loopgate doctor\n");
+        out.push_str(&self.render_lines());
+        let (fails, warns) = self.lines.iter().fold((0, 0), |(f, w), (level, ..)| match level {
+            Level::Fail => (f + 1, w),
+            Level::Warn => (f, w + 1),
+            Level::Ok => (f, w),
+        });
+        let _ = writeln!(out, "{fails} problem(s), {warns} warning(s)");
+        out
+    }
+
+    /// One line per check, with its fix.
+    pub(crate) fn render_lines(&self) -> String {
+        let width = self.lines.iter().map(|(_, what, ..)| what.len()).max().unwrap_or(0);
+        let mut out = String::new();
         for (level, what, detail, fix) in &self.lines {
             let tag = match level {
                 Level::Ok => "ok  ",
@@ -47,12 +60,6 @@ impl Report {
                 let _ = writeln!(out, "        {:width$}  fix: {fix}", "");
             }
         }
-        let (fails, warns) = self.lines.iter().fold((0, 0), |(f, w), (level, ..)| match level {
-            Level::Fail => (f + 1, w),
-            Level::Warn => (f, w + 1),
-            Level::Ok => (f, w),
-        });
-        let _ = writeln!(out, "{fails} problem(s), {warns} warning(s)");
         out
     }
 }
@@ -90,22 +97,16 @@ fn check(config_path: Option<&Path>) -> Report {
             return report;
         }
     };
-    if settings.identities.is_empty() {
-        report.add(
-            Level::Warn,
-            "owner",
-            "no owner identities configured: nobody can answer suggestions from a chat",
-            Some("list your ids under [owner] (telegram_user_ids, discord_user_ids, emails)".into()),
-        );
-    }
     check_data_dir(&settings, &mut report);
     check_commands(&settings, &mut report);
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(async {
             check_database(&settings, &mut report).await;
+            check_owners(&settings, &mut report).await;
             check_listen(&settings, &mut report).await;
             check_telegram(&settings, &mut report).await;
             check_discord(&settings, &mut report).await;
+            check_email(&settings, &mut report).await;
             check_model(&settings, &mut report).await;
         }),
         Err(e) => report.add(Level::Fail, "runtime", format!("cannot start the async runtime: {e}"), None),
@@ -113,15 +114,94 @@ fn check(config_path: Option<&Path>) -> Report {
     report
 }
 
+/// The platform checks alone (tokens, logins), for `loopgate init`.
+pub(crate) async fn platforms(settings: &Settings) -> Report {
+    let mut report = Report::default();
+    check_telegram(settings, &mut report).await;
+    check_discord(settings, &mut report).await;
+    check_email(settings, &mut report).await;
+    report
+}
+
+/// Logs in to IMAP and greets SMTP with the configured credentials.
+async fn check_email(settings: &Settings, report: &mut Report) {
+    use loopgate_channels::email::{check_imap, check_smtp};
+    let Some(config) = &settings.email else { return };
+    let fix = |what: &str| {
+        Some(format!("check email.{what}: host, port, security, username and the password (file or variable)"))
+    };
+    match check_imap(&config.imap).await {
+        Ok(()) => report.add(
+            Level::Ok,
+            "email.imap",
+            format!("logged in to {}:{} as {}", config.imap.host, config.imap.port, config.imap.username),
+            None,
+        ),
+        Err(e) => report.add(
+            Level::Fail,
+            "email.imap",
+            format!("{}:{}: {e:#}", config.imap.host, config.imap.port),
+            fix("imap"),
+        ),
+    }
+    match check_smtp(&config.smtp).await {
+        Ok(()) => report.add(
+            Level::Ok,
+            "email.smtp",
+            format!("{}:{} accepts loopgate", config.smtp.host, config.smtp.port),
+            None,
+        ),
+        Err(e) => report.add(
+            Level::Fail,
+            "email.smtp",
+            format!("{}:{}: {e:#}", config.smtp.host, config.smtp.port),
+            fix("smtp"),
+        ),
+    }
+}
+
+/// Who may answer: configured ids and owners bound by pairing (read from the database,
+/// which also tells the chat channels where to post).
+async fn check_owners(settings: &Settings, report: &mut Report) {
+    let connect = Store::connect(&settings.store, Arc::new(SystemClock));
+    if let Ok(Ok(store)) = tokio::time::timeout(Duration::from_secs(10), connect).await {
+        match store.paired_owners().await {
+            Ok(owners) => {
+                for owner in &owners {
+                    let name = owner.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                    report.add(
+                        Level::Ok,
+                        format!("owner.{}", owner.channel),
+                        format!("{}{name} paired {}", owner.account, owner.paired_at.format("%Y-%m-%d %H:%M UTC")),
+                        None,
+                    );
+                }
+                settings.identities.set_paired(owners.into_iter().map(|o| (o.channel, o.account)));
+            }
+            // Not migrated yet: the database check says so.
+            Err(error) => tracing::debug!(%error, "doctor: paired owners not readable"),
+        }
+        store.close().await;
+    }
+    if settings.identities.is_empty() {
+        report.add(
+            Level::Warn,
+            "owner",
+            "no owner yet: nobody can answer suggestions from a chat",
+            Some("run `loopgate pair telegram` (or discord) and send the code to the bot, or list your ids under [owner]".into()),
+        );
+    }
+}
+
 /// Asks the Bot API who the bot is: proves the token and the address in one call.
 async fn check_telegram(settings: &Settings, report: &mut Report) {
     let Some(config) = &settings.telegram else { return };
-    if config.chat_id.is_none() {
+    if config.chat_id.is_none() && settings.identities.paired_on("telegram").is_empty() {
         report.add(
             Level::Warn,
             "telegram.chat_id",
-            "no chat to post suggestions to: neither chat_id nor [owner] telegram_user_ids is set",
-            Some("set [owner] telegram_user_ids = [<your id>], or telegram.chat_id".into()),
+            "no chat to post suggestions to: no chat_id, no [owner] telegram_user_ids and nobody paired",
+            Some("run `loopgate pair telegram` and send the code to the bot, or set telegram.chat_id".into()),
         );
     }
     if let Some(chat) = config.chat_id
@@ -174,6 +254,19 @@ async fn check_telegram(settings: &Settings, report: &mut Report) {
 async fn check_discord(settings: &Settings, report: &mut Report) {
     use loopgate_channels::discord::{CallError, RestApi};
     let Some(config) = &settings.discord else { return };
+    if config.delivery_channel_id.is_none()
+        && config.dm_user_id.is_none()
+        && settings.identities.paired_on("discord").is_empty()
+    {
+        report.add(
+            Level::Warn,
+            "discord.delivery_channel_id",
+            "nowhere to post suggestions: no delivery channel, no owner.discord_user_ids and nobody paired",
+            Some(
+                "run `loopgate pair discord` and send /pair CODE to the bot in a DM, or set delivery_channel_id".into(),
+            ),
+        );
+    }
     let api = match RestApi::new(&config.api_base, &config.token) {
         Ok(api) => api,
         Err(e) => return report.add(Level::Fail, "discord", format!("cannot build an HTTP client: {e}"), None),

@@ -2,11 +2,12 @@
 //! and "may this sender answer suggestions and approvals?".
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 /// The owner's accounts, from `[owner]` in the configuration. Platform ids are compared
 /// as strings; email addresses case-insensitively (the domain part is case-insensitive,
 /// and in practice mail providers treat the local part that way too).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Identities {
     telegram: HashSet<String>,
     discord: HashSet<String>,
@@ -14,6 +15,30 @@ pub struct Identities {
     /// Accounts besides the owner's that may answer on a channel (a partner, an
     /// assistant): `telegram.allowed_user_ids` and the like. Compared like the owner's.
     allowed: HashMap<String, HashSet<String>>,
+    /// Owners bound by pairing (kept in the database), shared by every clone so one
+    /// refresh reaches every place that asks.
+    paired: Paired,
+}
+
+/// Accounts per channel, in the order they were paired.
+#[derive(Debug, Clone, Default)]
+struct Paired(Arc<RwLock<HashMap<String, Vec<String>>>>);
+
+impl Paired {
+    fn contains(&self, source: &str, actor_id: &str) -> bool {
+        self.0.read().expect("paired owners lock").get(source).is_some_and(|a| a.iter().any(|x| x == actor_id))
+    }
+}
+
+impl PartialEq for Identities {
+    fn eq(&self, other: &Identities) -> bool {
+        let paired = |i: &Identities| i.paired.0.read().expect("paired owners lock").clone();
+        self.telegram == other.telegram
+            && self.discord == other.discord
+            && self.emails == other.emails
+            && self.allowed == other.allowed
+            && paired(self) == paired(other)
+    }
 }
 
 impl Identities {
@@ -27,7 +52,35 @@ impl Identities {
             discord: discord.into_iter().collect(),
             emails: emails.into_iter().map(|e| e.trim().to_ascii_lowercase()).collect(),
             allowed: HashMap::new(),
+            paired: Paired::default(),
         }
+    }
+
+    /// Replaces the paired owners with `(channel, account)` pairs, oldest first (from the
+    /// store's `owners` table). Every clone of these identities sees the change.
+    pub fn set_paired(&self, owners: impl IntoIterator<Item = (String, String)>) {
+        let mut by_channel: HashMap<String, Vec<String>> = HashMap::new();
+        for (channel, account) in owners {
+            by_channel.entry(channel).or_default().push(account);
+        }
+        *self.paired.0.write().expect("paired owners lock") = by_channel;
+    }
+
+    /// The accounts paired on `source`, oldest first: where a channel without a configured
+    /// destination posts (a private chat, a DM).
+    pub fn paired_on(&self, source: &str) -> Vec<String> {
+        self.paired.0.read().expect("paired owners lock").get(source).cloned().unwrap_or_default()
+    }
+
+    /// Whether any owner is configured for `source` (by file or pairing).
+    pub fn has_owner_on(&self, source: &str) -> bool {
+        let configured = match source {
+            "telegram" => !self.telegram.is_empty(),
+            "discord" => !self.discord.is_empty(),
+            "email" => !self.emails.is_empty(),
+            _ => false,
+        };
+        configured || !self.paired_on(source).is_empty()
     }
 
     /// Lets these accounts on `source` answer too, without making them the owner (their
@@ -53,16 +106,22 @@ impl Identities {
     /// identities (the API, scripts) never match: their callers say who they are in text,
     /// and text is not proof.
     pub fn is_owner(&self, source: &str, actor_id: &str) -> bool {
-        match source {
+        let configured = match source {
             "telegram" => self.telegram.contains(actor_id),
             "discord" => self.discord.contains(actor_id),
             "email" => self.emails.contains(&bare_address(actor_id).to_ascii_lowercase()),
             _ => false,
-        }
+        };
+        configured || (matches!(source, "telegram" | "discord") && self.paired.contains(source, actor_id))
     }
 
+    /// No owner nor answerer anywhere, configured or paired.
     pub fn is_empty(&self) -> bool {
-        self.telegram.is_empty() && self.discord.is_empty() && self.emails.is_empty() && self.allowed.is_empty()
+        self.telegram.is_empty()
+            && self.discord.is_empty()
+            && self.emails.is_empty()
+            && self.allowed.is_empty()
+            && self.paired.0.read().expect("paired owners lock").values().all(Vec::is_empty)
     }
 }
 
@@ -128,5 +187,24 @@ mod tests {
         let none = Identities::default();
         assert!(none.is_empty());
         assert!(!none.is_owner("telegram", "111"));
+    }
+
+    #[test]
+    fn a_paired_account_is_an_owner_on_its_channel_in_every_clone() {
+        let configured = owner();
+        let shared = configured.clone();
+        assert!(!shared.is_owner("telegram", "555"));
+        configured.set_paired([("telegram".to_owned(), "555".to_owned()), ("discord".to_owned(), "777".to_owned())]);
+        assert!(shared.is_owner("telegram", "555"), "a clone sees the pairing");
+        assert!(shared.may_answer("discord", "777"));
+        assert!(!shared.is_owner("discord", "555"), "paired on Telegram only");
+        assert!(!shared.is_owner("email", "555"));
+        assert_eq!(shared.paired_on("telegram"), ["555"]);
+        configured.set_paired([]);
+        assert!(!shared.is_owner("telegram", "555"), "a removal reaches every clone too");
+        let none = Identities::default();
+        none.set_paired([("telegram".to_owned(), "1".to_owned())]);
+        assert!(!none.is_empty());
+        assert!(none.has_owner_on("telegram") && !none.has_owner_on("discord"));
     }
 }

@@ -29,6 +29,7 @@ use chrono_tz::Tz;
 use loopgate_engine::actions::ApprovalDelivery;
 use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::outbox::{NewOutbound, Outbound, SendError, Verification};
+use loopgate_engine::pairing::PairChannel;
 use loopgate_engine::suggestion::Delivery;
 use loopgate_engine::{Store, StoreError};
 use reqwest::Method;
@@ -226,6 +227,13 @@ impl Discord {
             What::Submit { custom_id, text } => match Button::parse(custom_id) {
                 Some(Button::Edit(id)) => self.submit_edit(id, text, i).await,
                 _ => Ok(render::ephemeral("This form is no longer valid.")),
+            },
+            What::Command(command) if command.name == "pair" => match command.pairing_code() {
+                // The answer is ephemeral: only the sender sees whether their code worked.
+                Some(code) => Ok(render::ephemeral(
+                    &chat::pair(&self.intelligence, PairChannel::Discord, &i.claimant, code).await?,
+                )),
+                None => Ok(render::ephemeral("Usage: /pair CODE (the code `loopgate pair discord` printed)")),
             },
             What::Command(command) => {
                 let commands = self.commands();
@@ -432,7 +440,11 @@ impl Discord {
         let is_owner = m.signal.actor.as_ref().is_some_and(|a| a.is_owner);
         // Keyed by the message: a redelivery after a resume queues nothing new.
         let key = format!("{CHANNEL}:reply:{}", m.message_id);
-        if let Some(command) = &m.command {
+        if let Some(code) = m.command.as_ref().and_then(|c| c.pairing_code()) {
+            // Commands are read in DMs only, so a code never pairs from a shared channel.
+            let text = chat::pair(&self.intelligence, PairChannel::Discord, &m.claimant, code).await?;
+            self.enqueue(key, render::reply(m.channel_id, m.message_id, text)).await?;
+        } else if let Some(command) = &m.command {
             let commands = self.commands();
             let text = if commands.allowed(Some(&m.claimant), &command.name) {
                 commands.run(&command.name, &command.argument).await?
@@ -570,13 +582,21 @@ impl Discord {
         self.record(answered.signal).await;
     }
 
+    /// Whom to DM without a delivery channel: the configured owner, else the first owner
+    /// who paired.
+    fn dm_user(&self) -> Option<u64> {
+        self.config.dm_user_id.or_else(|| {
+            self.intelligence.settings().answerers.paired_on(CHANNEL).first().and_then(|id| id.parse().ok())
+        })
+    }
+
     /// Where suggestions and approvals go: the delivery channel, or the owner's DM (opened
     /// once, remembered).
     async fn delivery_channel(&self) -> Result<u64, SendError> {
         if let Some(channel) = self.config.delivery_channel_id {
             return Ok(channel);
         }
-        let Some(user) = self.config.dm_user_id else {
+        let Some(user) = self.dm_user() else {
             return Err(SendError::Permanent("no discord.delivery_channel_id and no owner to DM".into()));
         };
         let key = format!("dm:{user}");
@@ -798,14 +818,14 @@ impl Channel for Discord {
     }
 
     fn render(&self, delivery: &Delivery) -> Vec<NewOutbound> {
-        if self.config.delivery_channel_id.is_none() && self.config.dm_user_id.is_none() {
+        if self.config.delivery_channel_id.is_none() && self.dm_user().is_none() {
             return Vec::new();
         }
         render::render_suggestion(delivery, self.config.timezone)
     }
 
     fn render_approval(&self, delivery: &ApprovalDelivery) -> Vec<NewOutbound> {
-        if self.config.delivery_channel_id.is_none() && self.config.dm_user_id.is_none() {
+        if self.config.delivery_channel_id.is_none() && self.dm_user().is_none() {
             return Vec::new();
         }
         render::render_approval(delivery, self.config.timezone)

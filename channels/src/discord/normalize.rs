@@ -97,6 +97,11 @@ pub fn normalize_message(
         .map(|a| Attachment { name: a.filename.clone(), mime: a.content_type.clone(), size: Some(u64::from(a.size)) })
         .collect();
     signal.payload = serde_json::to_value(message).ok();
+    if command.as_ref().is_some_and(|c| c.pairing_code().is_some()) {
+        // A code is a credential: neither the text nor the raw message keeps it.
+        signal.text = format!("/pair {}", crate::chat::PAIRING_REDACTED);
+        signal.payload = None;
+    }
     signal.urgency = Urgency::Normal;
     signal.trust = Trust::Untrusted;
     Ok(ChatMessage {
@@ -185,6 +190,9 @@ pub fn normalize_interaction(interaction: &Interaction, identities: &Identities)
         What::Press(custom_id) => ("button", custom_id.clone()),
         What::Submit { custom_id, text } => ("button", format!("{custom_id}: {text}")),
         What::Command(c) if c.argument.is_empty() => ("command", format!("/{}", c.name)),
+        What::Command(c) if c.pairing_code().is_some() => {
+            ("command", format!("/{} {}", c.name, crate::chat::PAIRING_REDACTED))
+        }
         What::Command(c) => ("command", format!("/{} {}", c.name, c.argument)),
     };
     let mut signal = NewSignal::new(source(), kind(kind_name), text);
@@ -196,7 +204,10 @@ pub fn normalize_interaction(interaction: &Interaction, identities: &Identities)
         thread_id: None,
         reply_to: message.map(|(_, m)| m.to_string()),
     });
-    signal.payload = serde_json::to_value(interaction).ok();
+    signal.payload = match &what {
+        What::Command(c) if c.pairing_code().is_some() => None,
+        _ => serde_json::to_value(interaction).ok(),
+    };
     signal.trust = Trust::Untrusted;
     Inbound::Interacted(Box::new(Interacted {
         id: id.get(),

@@ -237,6 +237,7 @@ pub fn slash_commands() -> Value {
         plain("pause", "Stop thinking until /resume"),
         plain("stop", "Stop everything: no tasks, nothing dispatched"),
         plain("resume", "Carry on"),
+        with_text("pair", "Become this loopgate's owner", "code", "The code `loopgate pair discord` printed"),
     ])
 }
 
@@ -269,6 +270,6 @@ mod tests {
     fn slash_commands_mirror_the_chat_commands() {
         let names: Vec<_> =
             slash_commands().as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
-        assert_eq!(names, ["help", "suggestions", "memory", "remember", "pause", "stop", "resume"]);
+        assert_eq!(names, ["help", "suggestions", "memory", "remember", "pause", "stop", "resume", "pair"]);
     }
 }

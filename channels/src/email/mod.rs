@@ -473,28 +473,7 @@ impl Email {
     }
 
     async fn connect(&self) -> anyhow::Result<Session> {
-        let server = &self.config.imap;
-        let tcp =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((server.host.as_str(), server.port)))
-                .await
-                .map_err(|_| anyhow::anyhow!("connecting to {}:{} timed out", server.host, server.port))??;
-        let stream: Box<dyn ImapStream> = match server.security {
-            Security::None => Box::new(tcp),
-            Security::Tls => Box::new(tls(&server.host, tcp).await?),
-            Security::StartTls => {
-                let mut plain = async_imap::Client::new(tcp);
-                plain.read_response().await?.ok_or_else(|| anyhow::anyhow!("the server closed before its greeting"))?;
-                plain.run_command_and_check_ok("STARTTLS", None).await?;
-                Box::new(tls(&server.host, plain.into_inner()).await?)
-            }
-        };
-        let mut client = async_imap::Client::new(stream);
-        // After STARTTLS there is no second greeting.
-        if server.security != Security::StartTls {
-            client.read_response().await?.ok_or_else(|| anyhow::anyhow!("the server closed before its greeting"))?;
-        }
-        let session = client.login(&server.username, &server.password).await.map_err(|(error, _)| error)?;
-        Ok(session)
+        imap_login(&self.config.imap).await
     }
 
     /// Reads new mail until shutdown, reconnecting with backoff (1 s doubling to a minute).
@@ -683,6 +662,52 @@ fn compose(from: &Mailbox, payload: &Value) -> Result<lettre::Message, String> {
         None => builder.singlepart(SinglePart::plain(text)),
     };
     built.map_err(|e| format!("cannot build the mail: {e}"))
+}
+
+/// Connects and logs in to an IMAP server, with the configured security.
+async fn imap_login(server: &ServerConfig) -> anyhow::Result<Session> {
+    let tcp =
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect((server.host.as_str(), server.port)))
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting to {}:{} timed out", server.host, server.port))??;
+    let stream: Box<dyn ImapStream> = match server.security {
+        Security::None => Box::new(tcp),
+        Security::Tls => Box::new(tls(&server.host, tcp).await?),
+        Security::StartTls => {
+            let mut plain = async_imap::Client::new(tcp);
+            plain.read_response().await?.ok_or_else(|| anyhow::anyhow!("the server closed before its greeting"))?;
+            plain.run_command_and_check_ok("STARTTLS", None).await?;
+            Box::new(tls(&server.host, plain.into_inner()).await?)
+        }
+    };
+    let mut client = async_imap::Client::new(stream);
+    // After STARTTLS there is no second greeting.
+    if server.security != Security::StartTls {
+        client.read_response().await?.ok_or_else(|| anyhow::anyhow!("the server closed before its greeting"))?;
+    }
+    let session = client.login(&server.username, &server.password).await.map_err(|(error, _)| error)?;
+    Ok(session)
+}
+
+/// Logs in to the IMAP server and out again: proves the address, the security and the
+/// credentials (for `loopgate init` and `doctor`).
+pub async fn check_imap(server: &ServerConfig) -> anyhow::Result<()> {
+    let mut session = tokio::time::timeout(CONNECT_TIMEOUT * 2, imap_login(server))
+        .await
+        .map_err(|_| anyhow::anyhow!("{}:{} did not answer in time", server.host, server.port))??;
+    session.logout().await?;
+    Ok(())
+}
+
+/// Greets the SMTP server (EHLO, STARTTLS or TLS, AUTH when a username is set).
+pub async fn check_smtp(server: &ServerConfig) -> anyhow::Result<()> {
+    let transport = smtp_transport(server)?;
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, transport.test_connection()).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => anyhow::bail!("{}:{} did not accept the connection", server.host, server.port),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => anyhow::bail!("{}:{} did not answer in time", server.host, server.port),
+    }
 }
 
 fn smtp_transport(server: &ServerConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {

@@ -23,6 +23,7 @@ use chrono_tz::Tz;
 use loopgate_engine::actions::ApprovalDelivery;
 use loopgate_engine::intelligence::Intelligence;
 use loopgate_engine::outbox::{NewOutbound, Outbound, SendError, Verification};
+use loopgate_engine::pairing::PairChannel;
 use loopgate_engine::suggestion::Delivery;
 use loopgate_engine::{Store, StoreError};
 use serde_json::{Value, json};
@@ -254,6 +255,9 @@ impl Telegram {
     async fn on_message(&self, message: ChatMessage) -> Result<(), StoreError> {
         let span = tracing::info_span!("telegram_message", chat = message.chat_id, message = message.message_id);
         async move {
+            if let Some(code) = message.command.as_ref().and_then(|c| c.pairing_code()).map(str::to_owned) {
+                return self.on_pairing(message, &code).await;
+            }
             if let (Some(reply_to), false) = (message.reply_to, message.edited)
                 && let Some(prompt) =
                     self.store.outbound_by_ref(CHANNEL, &format!("{}:{reply_to}", message.chat_id)).await?
@@ -336,6 +340,28 @@ impl Telegram {
         }
     }
 
+    /// `/start CODE`: pairing, answered in the chat it came from (a private chat only: a
+    /// code typed in a group is seen by everyone there). The code is not recorded.
+    async fn on_pairing(&self, mut message: ChatMessage, code: &str) -> Result<(), StoreError> {
+        let answer = match (&message.claimant, message.chat_id > 0, message.edited) {
+            (_, _, true) => None,
+            (Some(claimant), true, false) => {
+                Some(chat::pair(&self.intelligence, PairChannel::Telegram, claimant, code).await?)
+            }
+            (_, false, false) => {
+                Some("Pairing works only in a private chat with me: a code sent here is seen by everyone.".into())
+            }
+            (None, true, false) => None,
+        };
+        if let Some(answer) = answer {
+            self.reply(&message, escape(&answer)).await?;
+        }
+        // A code is a credential: neither the text nor the raw update keeps it.
+        message.signal.text = format!("/start {}", chat::PAIRING_REDACTED);
+        message.signal.payload = None;
+        self.ingest(message.signal).await
+    }
+
     async fn reply(&self, message: &ChatMessage, html: String) -> Result<(), StoreError> {
         let key = format!("{CHANNEL}:reply:{}:{}", message.chat_id, message.message_id);
         self.enqueue(key, render::reply(message.chat_id, Some(message.message_id), html)).await
@@ -381,8 +407,12 @@ impl Telegram {
         }
     }
 
+    /// Where suggestions and approvals go: the configured chat, else the private chat of
+    /// the first owner who paired (a private chat's id is its user's id).
     fn chat_id(&self) -> Option<i64> {
-        self.config.chat_id
+        self.config.chat_id.or_else(|| {
+            self.intelligence.settings().answerers.paired_on(CHANNEL).first().and_then(|id| id.parse().ok())
+        })
     }
 
     /// Where a chat is now: itself, or where it moved (followed to the end).

@@ -16,8 +16,10 @@ mod memory_sql;
 mod model;
 mod outbox;
 mod outbox_sql;
+mod owners;
 mod plan;
 mod requests;
+pub mod snapshot;
 mod sql;
 mod writer;
 
@@ -185,7 +187,7 @@ impl Default for SignalQuery {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Sqlite,
@@ -250,6 +252,17 @@ impl Store {
         let store = Store::connect(config, clock).await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The database file behind a `sqlite:` URL; `None` for PostgreSQL and in-memory
+    /// databases.
+    pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+        if !url.starts_with("sqlite:") {
+            return None;
+        }
+        let options = SqliteConnectOptions::from_str(url).ok()?;
+        let path = options.get_filename();
+        (!path.as_os_str().is_empty() && path != std::path::Path::new(":memory:")).then(|| path.to_owned())
     }
 
     pub fn backend(&self) -> Backend {
@@ -469,7 +482,8 @@ fn sqlite_migrator() -> Migrator {
             (8, "signal senders", "0008_signal_senders.sql"),
             (9, "model usage", "0009_model_usage.sql"),
             (10, "suggestion reflector", "0010_suggestion_reflector.sql"),
-            (11, "learning evidence", "0011_learning_evidence.sql")
+            (11, "learning evidence", "0011_learning_evidence.sql"),
+            (12, "owners and pairing", "0012_owners_and_pairing.sql")
         ]
     )
 }
@@ -488,7 +502,8 @@ fn postgres_migrator() -> Migrator {
             (8, "signal senders", "0008_signal_senders.sql"),
             (9, "model usage", "0009_model_usage.sql"),
             (10, "suggestion reflector", "0010_suggestion_reflector.sql"),
-            (11, "learning evidence", "0011_learning_evidence.sql")
+            (11, "learning evidence", "0011_learning_evidence.sql"),
+            (12, "owners and pairing", "0012_owners_and_pairing.sql")
         ]
     )
 }

@@ -5,6 +5,7 @@ mod learning;
 mod ledger;
 mod memory;
 mod outbox;
+mod pairing;
 pub mod owner_sim;
 mod tasks;
 
@@ -23,6 +24,12 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// The time on the harness's clock.
+    pub fn clock_now(&self) -> chrono::DateTime<Utc> {
+        use loopgate_engine::Clock;
+        self.clock.now()
+    }
+
     /// Closes and reopens the same database, as a restart would.
     pub async fn reopen(&mut self) {
         self.store.close().await;
