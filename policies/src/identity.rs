@@ -120,7 +120,7 @@ impl Identities {
         self.telegram.is_empty()
             && self.discord.is_empty()
             && self.emails.is_empty()
-            && self.allowed.is_empty()
+            && self.allowed.values().all(HashSet::is_empty)
             && self.paired.0.read().expect("paired owners lock").values().all(Vec::is_empty)
     }
 }

@@ -173,9 +173,21 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `loopgate serve` and waits until it logs the address it listens on.
     pub fn start(config: &Path) -> ServeProcess {
-        let mut child = Command::new(binary())
-            .args(["--log-format", "json", "--config"])
-            .arg(config)
+        ServeProcess::start_in(None, Some(config))
+    }
+
+    /// Starts `loopgate serve` in `cwd` (relative paths in the config count from there),
+    /// with `--config` when given (else the default `config/loopgate.toml`).
+    pub fn start_in(cwd: Option<&Path>, config: Option<&Path>) -> ServeProcess {
+        let mut command = Command::new(binary());
+        command.args(["--log-format", "json"]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .arg("serve")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -20,6 +20,7 @@ mod model;
 mod owner_day;
 mod restart;
 mod server;
+mod setup;
 mod signals_api;
 mod telegram;
 mod workflows;
