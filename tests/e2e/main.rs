@@ -3,6 +3,7 @@
 //! signals, CLI exit codes).
 
 mod actions_api;
+mod backup;
 mod cli;
 mod discord;
 mod email;
