@@ -44,7 +44,8 @@ async fn a_backup_under_load_is_one_consistent_moment_and_restores_whole() {
     let acknowledged = Arc::new(AtomicI64::new(0));
     let mut writers = Vec::new();
     for writer in 0..4 {
-        let (client, base, stop, acknowledged) = (client.clone(), serve.base.clone(), stop.clone(), acknowledged.clone());
+        let (client, base, stop, acknowledged) =
+            (client.clone(), serve.base.clone(), stop.clone(), acknowledged.clone());
         writers.push(tokio::spawn(async move {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
@@ -230,7 +231,10 @@ fn memories_go_out_as_json_and_markdown_and_come_back_with_their_provenance() {
     let (code, markdown, _) = run_cli(&other, &["memory", "export", "--format", "markdown"], &[]);
     assert_eq!(code, 0);
     assert!(markdown.starts_with("# What loopgate remembers"), "{markdown}");
-    assert!(markdown.contains("## preference") && markdown.contains("- **coffee**: Ana drinks her coffee black"), "{markdown}");
+    assert!(
+        markdown.contains("## preference") && markdown.contains("- **coffee**: Ana drinks her coffee black"),
+        "{markdown}"
+    );
     assert!(markdown.contains("⚠ untrusted"), "{markdown}");
 
     // A bad file changes nothing, and says which entry.

@@ -112,7 +112,7 @@ async fn chat_messages_become_signals_and_the_bot_answers_in_chat() {
     let registered = &fake.ok_calls("PUT /applications/*/commands")[0];
     assert_eq!(registered.path, format!("/applications/{}/commands", crate::fake_discord::APPLICATION_ID));
     let names: Vec<&str> = registered.body.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["help", "suggestions", "memory", "remember", "pause", "stop", "resume"]);
+    assert_eq!(names, ["help", "suggestions", "memory", "remember", "pause", "stop", "resume", "pair"]);
 
     fake.add_thread(THREAD, LISTENED);
     fake.message_create(message_json(2001, DM_CHANNEL, None, &owner(), "Send the **draft** <@123> tomorrow"));

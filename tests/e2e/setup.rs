@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use loopgate_engine::pairing::PairChannel;
 use loopgate_engine::Clock;
+use loopgate_engine::pairing::PairChannel;
 use serde_json::{Value, json};
 
 use crate::fake_telegram::{BOT_TOKEN, FakeTelegram, message_json};
@@ -212,7 +212,10 @@ async fn init_says_which_token_a_platform_refused_and_asks_at_a_prompt() {
     let (code, stdout, stderr) = run_in(dir, &args, &[], answers);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("Your timezone") && stdout.contains("Telegram bot token"), "{stdout}");
-    assert!(stdout.contains("FAIL  telegram.token_env") && stdout.contains("does not accept the bot token"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  telegram.token_env") && stdout.contains("does not accept the bot token"),
+        "{stdout}"
+    );
     assert!(stdout.contains("fix what failed above"), "{stdout}");
     assert!(!stdout.contains("/start "), "no pairing code for a bot that cannot be reached: {stdout}");
     let config = std::fs::read_to_string(dir.join("config/loopgate.toml")).unwrap();
@@ -296,4 +299,53 @@ fn a_second_serve_on_the_same_database_is_refused_and_version_names_the_features
     assert_eq!(code, 0);
     assert!(stdout.starts_with(&format!("loopgate {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
     assert!(stdout.contains("telegram, discord, email") && stdout.contains("sqlite, postgres"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_discord_a_code_sent_in_a_dm_or_as_a_slash_command_pairs_its_sender() {
+    use crate::fake_discord::{DM_CHANNEL, FakeDiscord, message_json as dm, user_json};
+    const NEWCOMER: u64 = 70_351_110_224_678_001;
+    const STRANGER: u64 = 70_351_110_224_678_002;
+    let fake = FakeDiscord::start().await;
+    let section = crate::discord::discord_section(&fake);
+    // Nobody's Discord id is configured: the owner is whoever pairs.
+    let app = spawn_app_in(tempfile::tempdir().unwrap(), Arc::new(loopgate_engine::SystemClock), move |c| {
+        c.discord = Some(section);
+    })
+    .await;
+    crate::discord::ready(&fake).await;
+    let replies_to = |f: &FakeDiscord, message: &str| -> Vec<String> {
+        f.ok_calls("POST /channels/*/messages")
+            .iter()
+            .filter(|c| c.body["message_reference"]["message_id"] == message)
+            .map(|c| c.body["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let reply = |id: &'static str| {
+        let fake = fake.clone();
+        async move { fake.wait_for(&format!("the reply to {id}"), |f| replies_to(f, id).into_iter().next()).await }
+    };
+    let stranger = user_json(STRANGER, "Mallory");
+    let newcomer = user_json(NEWCOMER, "Nelly");
+    fake.message_create(dm(3001, DM_CHANNEL, None, &stranger, "/pair AAAAAAAA"));
+    assert!(reply("3001").await.starts_with("That code is not valid"));
+
+    let issued = app.store.issue_pairing_code(PairChannel::Discord, ("owner", "cli")).await.unwrap();
+    let slash = fake.slash(&newcomer, "pair", Some(("code", &issued.code)));
+    let answer = fake.wait_for_callback(&slash).await;
+    assert_eq!(answer["data"]["flags"], 64, "only the sender sees it");
+    assert!(answer["data"]["content"].as_str().unwrap().starts_with("✅ Paired"), "{answer}");
+    // Now the newcomer is the owner: a request in the DM is carried out.
+    fake.message_create(dm(3002, DM_CHANNEL, None, &newcomer, "remind me in 10 minutes to stretch"));
+    let ack = reply("3002").await;
+    assert!(ack.starts_with("⏰ ") && ack.ends_with("stretch"), "{ack}");
+    // The stranger reusing the code gets the same refusal; the code is in no signal.
+    fake.message_create(dm(3003, DM_CHANNEL, None, &stranger, &format!("/pair {}", issued.code)));
+    assert!(reply("3003").await.starts_with("That code is not valid"));
+    let signals = app.get("/api/signals?source=discord&limit=50").await["signals"].as_array().unwrap().clone();
+    let texts: Vec<&str> = signals.iter().filter_map(|s| s["text"].as_str()).collect();
+    assert!(!texts.iter().any(|t| t.contains(&issued.code)), "{texts:?}");
+    assert!(texts.contains(&"/pair [pairing code]"), "{texts:?}");
+    assert_eq!(app.store.paired_owners().await.unwrap().len(), 1);
+    app.shutdown().await;
 }

@@ -5,8 +5,8 @@ mod learning;
 mod ledger;
 mod memory;
 mod outbox;
-mod pairing;
 pub mod owner_sim;
+mod pairing;
 mod tasks;
 
 use std::future::Future;

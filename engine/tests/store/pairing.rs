@@ -132,7 +132,9 @@ async fn failures_are_rate_limited_per_account_and_codes_per_hour(db: Db) {
         h.store.issue_pairing_code(PairChannel::Discord, BY).await.unwrap();
     }
     match h.store.issue_pairing_code(PairChannel::Discord, BY).await {
-        Err(PairingError::TooManyCodes { retry_after, .. }) => assert_eq!(retry_after, h.clock_now() + Duration::hours(1)),
+        Err(PairingError::TooManyCodes { retry_after, .. }) => {
+            assert_eq!(retry_after, h.clock_now() + Duration::hours(1))
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     h.store.issue_pairing_code(PairChannel::Telegram, BY).await.expect("the other channel has its own count");
@@ -144,7 +146,10 @@ async fn a_newer_code_replaces_the_open_one_and_an_owner_can_be_removed(db: Db) 
     let second = h.store.issue_pairing_code(PairChannel::Telegram, BY).await.unwrap();
     let stale = h.store.redeem_pairing_code(PairChannel::Telegram, "7", None, &first.code).await.unwrap();
     assert_eq!(stale, Redeemed::Refused(Refusal::Expired), "replaced by the newer code");
-    assert_eq!(h.store.redeem_pairing_code(PairChannel::Telegram, "7", None, &second.code).await.unwrap(), Redeemed::Paired);
+    assert_eq!(
+        h.store.redeem_pairing_code(PairChannel::Telegram, "7", None, &second.code).await.unwrap(),
+        Redeemed::Paired
+    );
     assert!(!h.store.remove_owner("telegram", "8", BY).await.unwrap(), "no such owner");
     assert!(h.store.remove_owner("telegram", "7", BY).await.unwrap());
     assert!(owners(&h.store).await.is_empty());
