@@ -104,11 +104,8 @@ async fn create_postgres(settings: &Settings, store: &Store, target: &Path) -> a
     let file = target.join(PG_FILE);
     // Counted just before the dump: a dump taken while serving may hold a few rows more.
     let inspection = store.inspect().await?;
-    let status = Process::new("pg_dump")
-        .args(["--format=custom", "--no-owner", "--file"])
-        .arg(&file)
-        .arg(&settings.store.url)
-        .status();
+    let status =
+        pg_tool("pg_dump", &settings.store.url).args(["--format=custom", "--no-owner", "--file"]).arg(&file).status();
     match status {
         Ok(status) if status.success() => {}
         Ok(status) => bail!("pg_dump failed ({status}); nothing usable was written"),
@@ -326,9 +323,8 @@ async fn restore_postgres(
         return Ok(restored);
     }
     let file = verified.path.join(&verified.manifest.file);
-    let output = Process::new("pg_restore")
-        .args(["--clean", "--if-exists", "--no-owner", "--single-transaction", "--dbname"])
-        .arg(&settings.store.url)
+    let output = pg_tool("pg_restore", &settings.store.url)
+        .args(["--clean", "--if-exists", "--no-owner", "--single-transaction"])
         .arg(&file)
         .output()
         .context("running pg_restore (install the PostgreSQL client)")?;
@@ -338,6 +334,45 @@ async fn restore_postgres(
     let store = crate::cli::open_store(settings).await?;
     store.close().await;
     Ok(restored)
+}
+
+/// `pg_dump` or `pg_restore` for the database at `url`, with the password (if the URL
+/// has one) in `PGPASSWORD` rather than on the command line, where `ps` would show it.
+fn pg_tool(program: &str, url: &str) -> Process {
+    let mut command = Process::new(program);
+    let (mut url, mut password) = (url.to_owned(), None);
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((credentials, host)) = rest.split_once('@')
+        && let Some((user, secret)) = credentials.split_once(':')
+    {
+        password = Some(percent_decode(secret));
+        url = format!("{scheme}://{user}@{host}");
+    }
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    command.arg("--dbname").arg(url);
+    command
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn sibling(database: &Path, suffix: &str) -> PathBuf {
@@ -372,4 +407,20 @@ fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_goes_to_the_environment_not_the_command_line() {
+        let command = pg_tool("pg_dump", "postgres://loop:p%40ss%3Aword@db.internal:5432/loopgate");
+        let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args, ["--dbname", "postgres://loop@db.internal:5432/loopgate"]);
+        let env: Vec<_> = command.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+        assert_eq!(env, [("PGPASSWORD".into(), Some("p@ss:word".into()))]);
+        let plain = pg_tool("pg_dump", "postgres://postgres@127.0.0.1:5432/postgres");
+        assert_eq!(plain.get_envs().count(), 0);
+    }
 }

@@ -81,6 +81,9 @@ pub struct InitArgs {
     /// The mail login [default: the --email address]
     #[arg(long)]
     pub mail_username: Option<String>,
+    /// The SMTP server takes mail without a login (a relay on this machine or network)
+    #[arg(long)]
+    pub smtp_no_login: bool,
     /// Do not call the platforms to check the tokens (setting up offline)
     #[arg(long)]
     pub no_check: bool,
@@ -117,6 +120,7 @@ struct MailPlan {
     security: String,
     username: String,
     password: String,
+    smtp_login: bool,
 }
 
 pub fn run(config: Option<&Path>, args: InitArgs) -> ExitCode {
@@ -289,6 +293,7 @@ fn mail_plan(
         security: args.mail_security.clone(),
         username,
         password,
+        smtp_login: !args.smtp_no_login,
     })
 }
 
@@ -387,17 +392,21 @@ fn write(plan: &Plan) -> anyhow::Result<()> {
             quoted(&format!("loopgate <{}>", mail.address)),
             path_text(&reply)
         );
-        for (section, host, port) in
-            [("imap", &mail.imap_host, mail.imap_port), ("smtp", &mail.smtp_host, mail.smtp_port)]
-        {
+        let servers = [
+            ("imap", &mail.imap_host, mail.imap_port, true),
+            ("smtp", &mail.smtp_host, mail.smtp_port, mail.smtp_login),
+        ];
+        for (section, host, port, login) in servers {
             let _ = write!(
                 toml,
-                "\n[email.{section}]\nhost = {}\nport = {port}\nsecurity = {}\nusername = {}\npassword_file = {}\n",
+                "\n[email.{section}]\nhost = {}\nport = {port}\nsecurity = {}\n",
                 quoted(host),
-                quoted(&mail.security),
-                quoted(&mail.username),
-                path_text(&password)
+                quoted(&mail.security)
             );
+            if login {
+                let _ =
+                    write!(toml, "username = {}\npassword_file = {}\n", quoted(&mail.username), path_text(&password));
+            }
         }
     }
     if let Some(parent) = plan.config.parent().filter(|p| !p.as_os_str().is_empty()) {

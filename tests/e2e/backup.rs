@@ -253,3 +253,62 @@ fn memories_go_out_as_json_and_markdown_and_come_back_with_their_provenance() {
     assert_eq!(serde_json::from_str::<Value>(&after).unwrap()["memories"].as_array().unwrap().len(), 4);
     assert!(!after.contains("Tea is fine"));
 }
+
+/// PostgreSQL: the backup is `pg_dump`'s, run by loopgate with a manifest around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_backup_is_a_verified_pg_dump_that_restores_into_an_empty_database() {
+    let source = loopgate_engine::testing::fresh_postgres_database().await;
+    let target = loopgate_engine::testing::fresh_postgres_database().await;
+    let home = tempfile::tempdir().unwrap();
+    let config_for = |name: &str, url: &str| {
+        let path = home.path().join(name);
+        let data = home.path().join(format!("{name}-data"));
+        std::fs::write(
+            &path,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\ndata_dir = \"{}\"\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (from, to) = (config_for("from.toml", &source), config_for("to.toml", &target));
+    for n in 0..5 {
+        let (code, _, stderr) =
+            run_cli(&from, &["signal", "--external-id", &format!("n{n}"), &format!("note {n}")], &[]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, _, stderr) = run_cli(&from, &["memory", "add", "Ana drinks her coffee black"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let path = home.path().join("pg-backup");
+    let p = path.to_str().unwrap();
+    let (code, stdout, stderr) = run_cli(&from, &["backup", p], &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(path.join("loopgate.pgdump").exists());
+    let (code, stdout, stderr) = run_cli(&from, &["backup", "verify", p, "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let manifest: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(manifest["backend"], "postgres");
+    assert_eq!(manifest["counts"]["signals"], 5);
+
+    // Into an empty database: restored whole.
+    let (code, stdout, stderr) = run_cli(&to, &["restore", p, "--json"], &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (_, exported, _) = run_cli(&to, &["memory", "export"], &[]);
+    assert!(exported.contains("Ana drinks her coffee black"), "{exported}");
+    let store = Store::open(&StoreConfig::new(target.clone()), Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(signal_ids(&store).await.len(), 5);
+    store.close().await;
+    // Over data: refused without --force, then replaced with it.
+    let (code, _, stderr) = run_cli(&from, &["restore", p], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    let (code, stdout, stderr) = run_cli(&from, &["signal", "one more"], &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, _, stderr) = run_cli(&from, &["restore", p, "--force"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let store = Store::open(&StoreConfig::new(source.clone()), Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(signal_ids(&store).await.len(), 5, "back to the backup's moment");
+    store.close().await;
+}

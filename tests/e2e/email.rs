@@ -773,3 +773,61 @@ async fn the_owners_day_across_three_channels_with_a_restart() {
     assert_eq!(seen.len(), 3, "{seen:#?}");
     app.shutdown().await;
 }
+
+/// `loopgate init` with email logs in to the real IMAP server and greets the real SMTP
+/// server before it says all is well; a wrong password is named with its fix.
+#[tokio::test]
+async fn init_checks_the_mail_login_against_the_real_servers() {
+    let _one = mail::ONE_AT_A_TIME.lock().await;
+    let home = tempfile::tempdir().unwrap();
+    let (imap, smtp) = (mail::imap_port().to_string(), mail::smtp_port().to_string());
+    let run = |password: &'static str, force: bool| {
+        let mut args = vec![
+            "init",
+            "--non-interactive",
+            "--timezone",
+            "UTC",
+            "--listen",
+            "127.0.0.1:0",
+            "--email",
+            "loopgate@test.local",
+            "--owner-email",
+            "owner@test.local",
+            "--imap-host",
+            "127.0.0.1",
+            "--imap-port",
+            &imap,
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &smtp,
+            "--mail-security",
+            "none",
+            "--mail-username",
+            "loopgate",
+            "--smtp-no-login",
+        ];
+        if force {
+            args.push("--force");
+        }
+        let output = std::process::Command::new(crate::helpers::binary())
+            .current_dir(home.path())
+            .args(&args)
+            .env("LOOPGATE_EMAIL_PASSWORD", password)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (code, stdout) = run(mail::PASSWORD, false);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains(&format!("logged in to 127.0.0.1:{imap} as loopgate")), "{stdout}");
+    assert!(stdout.contains(&format!("127.0.0.1:{smtp} accepts loopgate")), "{stdout}");
+    let config = std::fs::read_to_string(home.path().join("config/loopgate.toml")).unwrap();
+    assert!(config.contains("password_file = \"config/secrets/email_password\""), "{config}");
+    assert!(config.contains("reply_secret_file = \"config/secrets/reply_secret\""), "{config}");
+    assert!(!config.contains(&format!("\"{}\"", mail::PASSWORD)), "no password in the config: {config}");
+    let (code, stdout) = run("not-the-password", true);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  email.imap") && stdout.contains("fix: check email.imap"), "{stdout}");
+}
