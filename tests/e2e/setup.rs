@@ -349,3 +349,26 @@ async fn on_discord_a_code_sent_in_a_dm_or_as_a_slash_command_pairs_its_sender()
     assert_eq!(app.store.paired_owners().await.unwrap().len(), 1);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_for_discord_checks_the_bot_token_and_prints_a_pair_code() {
+    let fake = crate::fake_discord::FakeDiscord::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let args = ["init", "--non-interactive", "--discord", "--discord-api-base", &fake.url, "--timezone", "UTC"];
+    let (code, stdout, stderr) =
+        run_in(home.path(), &args, &[("DISCORD_BOT_TOKEN", crate::fake_discord::BOT_TOKEN)], "");
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok    discord") && stdout.contains("the token belongs to"), "{stdout}");
+    assert!(stdout.contains("to your Discord bot in a direct message"), "{stdout}");
+    assert_eq!(code_in(&stdout, "/pair").len(), 8);
+    assert_eq!(fake.ok_calls("GET /users/@me").len(), 1);
+    let config = std::fs::read_to_string(home.path().join("config/loopgate.toml")).unwrap();
+    assert!(config.contains("[discord]\ntoken_file = \"config/secrets/discord_token\""), "{config}");
+    assert_eq!(mode(&home.path().join("config/secrets/discord_token")), 0o600);
+    // A wrong token: named, and no code for a bot nobody can reach.
+    let (code, stdout, _) =
+        run_in(home.path(), &[&args[..], &["--force"]].concat(), &[("DISCORD_BOT_TOKEN", "wrong.token.value")], "");
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  discord.token_env"), "{stdout}");
+    assert!(!stdout.lines().any(|l| l.trim().starts_with("/pair ")), "{stdout}");
+}
