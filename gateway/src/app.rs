@@ -278,31 +278,36 @@ fn start_channel(
 /// counts here.
 const OWNERS_LOOK: Duration = Duration::from_secs(2);
 
-async fn follow_owners(intelligence: Arc<Intelligence>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(OWNERS_LOOK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(error) = intelligence.refresh_owners().await {
-                    tracing::warn!(%error, "reading the paired owners failed; keeping the last known");
-                }
-            }
-            () = stopped(&mut stop) => return,
+async fn follow_owners(intelligence: Arc<Intelligence>, stop: watch::Receiver<bool>) {
+    every(OWNERS_LOOK, stop, || async {
+        if let Err(error) = intelligence.refresh_owners().await {
+            tracing::warn!(%error, "reading the paired owners failed; keeping the last known");
         }
-    }
+    })
+    .await
 }
 
-async fn sweep_expired(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
+async fn sweep_expired(store: Store, interval: Duration, stop: watch::Receiver<bool>) {
+    every(interval, stop, || async {
+        if let Err(error) = store.sweep().await {
+            tracing::warn!(%error, "sweeping expired signals failed");
+        }
+    })
+    .await
+}
+
+/// Runs `work` now and then every `interval` (a late round delays the next, none is
+/// skipped into a burst) until `stop` says so.
+async fn every<F, Fut>(interval: Duration, mut stop: watch::Receiver<bool>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                if let Err(error) = store.sweep().await {
-                    tracing::warn!(%error, "sweeping expired signals failed");
-                }
-            }
+            _ = tick.tick() => work().await,
             () = stopped(&mut stop) => return,
         }
     }

@@ -127,36 +127,21 @@ pub(crate) async fn platforms(settings: &Settings) -> Report {
 async fn check_email(settings: &Settings, report: &mut Report) {
     use loopgate_channels::email::{check_imap, check_smtp};
     let Some(config) = &settings.email else { return };
-    let fix = |what: &str| {
-        Some(format!("check email.{what}: host, port, security, username and the password (file or variable)"))
-    };
-    match check_imap(&config.imap).await {
-        Ok(()) => report.add(
-            Level::Ok,
-            "email.imap",
-            format!("logged in to {}:{} as {}", config.imap.host, config.imap.port, config.imap.username),
-            None,
-        ),
-        Err(e) => report.add(
-            Level::Fail,
-            "email.imap",
-            format!("{}:{}: {e:#}", config.imap.host, config.imap.port),
-            fix("imap"),
-        ),
-    }
-    match check_smtp(&config.smtp).await {
-        Ok(()) => report.add(
-            Level::Ok,
-            "email.smtp",
-            format!("{}:{} accepts loopgate", config.smtp.host, config.smtp.port),
-            None,
-        ),
-        Err(e) => report.add(
-            Level::Fail,
-            "email.smtp",
-            format!("{}:{}: {e:#}", config.smtp.host, config.smtp.port),
-            fix("smtp"),
-        ),
+    let (imap, smtp) = (&config.imap, &config.smtp);
+    let checks = [
+        ("imap", imap, check_imap(imap).await, format!("logged in as {}", imap.username)),
+        ("smtp", smtp, check_smtp(smtp).await, "accepts loopgate".to_owned()),
+    ];
+    for (what, server, outcome, fine) in checks {
+        let (key, at) = (format!("email.{what}"), format!("{}:{}", server.host, server.port));
+        match outcome {
+            Ok(()) => report.add(Level::Ok, key, format!("{at} {fine}"), None),
+            Err(e) => {
+                let fix =
+                    format!("check email.{what}: host, port, security, username and the password (file or variable)");
+                report.add(Level::Fail, key, format!("{at}: {e:#}"), Some(fix))
+            }
+        }
     }
 }
 

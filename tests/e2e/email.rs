@@ -821,7 +821,7 @@ async fn init_checks_the_mail_login_against_the_real_servers() {
     };
     let (code, stdout) = run(mail::PASSWORD, false);
     assert_eq!(code, 0, "{stdout}");
-    assert!(stdout.contains(&format!("logged in to 127.0.0.1:{imap} as loopgate")), "{stdout}");
+    assert!(stdout.contains(&format!("127.0.0.1:{imap} logged in as loopgate")), "{stdout}");
     assert!(stdout.contains(&format!("127.0.0.1:{smtp} accepts loopgate")), "{stdout}");
     let config = std::fs::read_to_string(home.path().join("config/loopgate.toml")).unwrap();
     assert!(config.contains("password_file = \"config/secrets/email_password\""), "{config}");
