@@ -88,9 +88,16 @@ impl Application {
     }
 
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
         let lock = lock_database(&settings.store.url)?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            // Private when new: it holds what loopgate learns about its owner.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&settings.data_dir)
+                .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+        }
         let store = Store::open(&settings.store, clock)
             .await
             .with_context(|| format!("opening the database {}", redact_url(&settings.store.url)))?;

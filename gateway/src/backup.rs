@@ -56,22 +56,48 @@ pub struct Verified {
     pub path: PathBuf,
 }
 
-/// Takes a backup of the configured database into `target` (a new or empty folder).
+/// Takes a backup of the configured database into `target` (a new or empty folder, made
+/// private: mode 0700, files 0600). The database is read as it is, never created nor
+/// migrated: a backup before an upgrade must be restorable by the version that made it.
 pub async fn create(settings: &Settings, target: &Path) -> anyhow::Result<Manifest> {
-    prepare_folder(target)?;
-    let store = crate::cli::open_store(settings).await?;
-    let result = match store.backend() {
-        Backend::Sqlite => create_sqlite(&store, target).await,
-        Backend::Postgres => create_postgres(settings, &store, target).await,
-    };
+    if let Some(file) = Store::sqlite_file(&settings.store.url)
+        && !file.exists()
+    {
+        bail!(
+            "there is no database at {}: nothing to back up (is storage.url right? relative paths count from \
+             the folder the command runs in)",
+            file.display()
+        );
+    }
+    let store = connect(settings).await?;
+    let result = async {
+        let current = store.inspect().await?;
+        if current.schema_version == 0 {
+            bail!("{} was never set up by loopgate: nothing to back up", redact_url(&settings.store.url));
+        }
+        prepare_folder(target)?;
+        match store.backend() {
+            Backend::Sqlite => create_sqlite(&store, target).await,
+            Backend::Postgres => create_postgres(settings, current, target).await,
+        }
+    }
+    .await;
     store.close().await;
     let manifest = result?;
     let text = serde_json::to_string_pretty(&manifest)? + "\n";
-    write_synced(&target.join(MANIFEST), text.as_bytes())?;
+    write_private(&target.join(MANIFEST), text.as_bytes())?;
     Ok(manifest)
 }
 
+/// The configured database, opened as it is (no migration).
+async fn connect(settings: &Settings) -> anyhow::Result<Store> {
+    Store::connect(&settings.store, std::sync::Arc::new(loopgate_engine::SystemClock))
+        .await
+        .with_context(|| format!("opening {}", redact_url(&settings.store.url)))
+}
+
 fn prepare_folder(target: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     match std::fs::read_dir(target) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -79,7 +105,11 @@ fn prepare_folder(target: &Path) -> anyhow::Result<()> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(target)
+                .with_context(|| format!("creating {}", target.display()))?;
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
     }
@@ -89,21 +119,30 @@ fn prepare_folder(target: &Path) -> anyhow::Result<()> {
 async fn create_sqlite(store: &Store, target: &Path) -> anyhow::Result<Manifest> {
     let file = target.join(SQLITE_FILE);
     let partial = target.join(format!("{SQLITE_FILE}.partial"));
-    store.copy_sqlite_into(&partial).await.context("copying the database (VACUUM INTO)")?;
-    // Counted from the copy itself, so the manifest describes exactly what is in it.
-    let inspection = snapshot::inspect_sqlite_file(&partial).await.context("reading the copy")?;
-    if inspection.integrity != "ok" {
-        bail!("the copy failed its integrity check: {}", inspection.integrity);
+    let made = async {
+        store.copy_sqlite_into(&partial).await.context("copying the database (VACUUM INTO)")?;
+        private(&partial)?;
+        // Counted from the copy itself, so the manifest describes exactly what is in it.
+        let inspection = snapshot::inspect_sqlite_file(&partial).await.context("reading the copy")?;
+        if inspection.integrity != "ok" {
+            bail!("the copy failed its integrity check: {}", inspection.integrity);
+        }
+        sync_file(&partial)?;
+        std::fs::rename(&partial, &file).with_context(|| format!("naming {}", file.display()))?;
+        manifest(Backend::Sqlite, &file, inspection)
     }
-    sync_file(&partial)?;
-    std::fs::rename(&partial, &file).with_context(|| format!("naming {}", file.display()))?;
-    manifest(Backend::Sqlite, &file, inspection)
+    .await;
+    if made.is_err() {
+        // A failed copy is a full copy of the data: it does not stay behind.
+        let _ = std::fs::remove_file(&partial);
+    }
+    made
 }
 
-async fn create_postgres(settings: &Settings, store: &Store, target: &Path) -> anyhow::Result<Manifest> {
+/// The manifest's counts are taken just before the dump, in another snapshot: a dump taken
+/// while serving may hold a few rows more than it says.
+async fn create_postgres(settings: &Settings, inspection: Inspection, target: &Path) -> anyhow::Result<Manifest> {
     let file = target.join(PG_FILE);
-    // Counted just before the dump: a dump taken while serving may hold a few rows more.
-    let inspection = store.inspect().await?;
     let status =
         pg_tool("pg_dump", &settings.store.url).args(["--format=custom", "--no-owner", "--file"]).arg(&file).status();
     match status {
@@ -116,6 +155,7 @@ async fn create_postgres(settings: &Settings, store: &Store, target: &Path) -> a
         ),
         Err(e) => return Err(e).context("running pg_dump"),
     }
+    private(&file)?;
     sync_file(&file)?;
     manifest(Backend::Postgres, &file, inspection)
 }
@@ -203,16 +243,23 @@ pub async fn verify(path: &Path) -> anyhow::Result<Verified> {
 pub struct Restored {
     pub dry_run: bool,
     pub database: String,
-    /// Rows the replaced database held.
-    pub replaced: BTreeMap<String, i64>,
+    /// Rows the replaced database held (`None`: no database yet, or one that cannot be
+    /// read).
+    pub replaced: Option<BTreeMap<String, i64>>,
+    /// Why the current database could not be read, when it could not.
+    pub unreadable: Option<String>,
     /// Rows the backup holds.
     pub restored: BTreeMap<String, i64>,
-    /// Where the replaced SQLite file was kept.
+    /// A dry run over a database that holds data (or cannot be read): the real run needs
+    /// `--force`.
+    pub needs_force: bool,
+    /// Where the replaced data was kept.
     pub kept: Option<PathBuf>,
 }
 
 /// Replaces the configured database with a verified backup. Refused while `serve` holds
-/// a SQLite database, and for a database that holds anything unless `force`.
+/// a SQLite database, and for a database that holds anything (or cannot be read) unless
+/// `force`. A dry run says what would happen and changes nothing.
 pub async fn restore(settings: &Settings, path: &Path, dry_run: bool, force: bool) -> anyhow::Result<Restored> {
     let verified = verify(path).await.context("the backup did not verify; nothing was changed")?;
     let manifest = &verified.manifest;
@@ -233,9 +280,22 @@ pub async fn restore(settings: &Settings, path: &Path, dry_run: bool, force: boo
 fn refuse_non_empty(database: &str, current: &Inspection) -> anyhow::Error {
     let held: Vec<String> = current.counts.iter().filter(|(_, n)| **n > 0).map(|(t, n)| format!("{n} {t}")).collect();
     anyhow::anyhow!(
-        "{database} is not empty ({}): nothing was changed; add --force to replace it (see --dry-run first)",
+        "{database} is not empty ({}): nothing was changed; add --force to replace it (--dry-run shows what would be \
+         replaced by what)",
         held.join(", ")
     )
+}
+
+/// A name no earlier restore took: `<database>.before-restore-<time>[-n]`.
+fn kept_name(database: &Path) -> PathBuf {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    (0..)
+        .map(|n| match n {
+            0 => sibling(database, &format!(".before-restore-{stamp}")),
+            n => sibling(database, &format!(".before-restore-{stamp}-{n}")),
+        })
+        .find(|p| !p.exists())
+        .expect("a free name")
 }
 
 async fn restore_sqlite(
@@ -246,54 +306,88 @@ async fn restore_sqlite(
 ) -> anyhow::Result<Restored> {
     let database = Store::sqlite_file(&settings.store.url).context("storage.url names no SQLite file")?;
     let shown = database.display().to_string();
-    // Held to the end: no `serve` may open the database while it is swapped.
+    // Held to the end: no `serve` may open the database while it is swapped. Taken for a
+    // dry run too: what it reports would not hold while a service writes.
     let _lock = lock_database(&settings.store.url)?;
-    let current = match database.exists() {
-        true => Some(current_sqlite(settings).await?),
-        false => None,
+    let current =
+        match database.exists() {
+            false => None,
+            true => Some(snapshot::inspect_sqlite_file(&database).await.map_err(|e| e.to_string()).and_then(|i| {
+                if i.integrity == "ok" { Ok(i) } else { Err(format!("integrity check: {}", i.integrity)) }
+            })),
+        };
+    let needs_force = match &current {
+        None => false,
+        Some(Ok(inspection)) => !inspection.is_empty(),
+        Some(Err(_)) => true,
     };
-    let replaced = current.as_ref().map(|c| c.counts.clone()).unwrap_or_default();
-    if let Some(current) = &current
-        && !current.is_empty()
-        && !force
-    {
-        return Err(refuse_non_empty(&shown, current));
-    }
-    let mut restored =
-        Restored { dry_run, database: shown.clone(), replaced, restored: verified.manifest.counts.clone(), kept: None };
+    let mut restored = Restored {
+        dry_run,
+        database: shown.clone(),
+        replaced: current.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.counts.clone()),
+        unreadable: current.as_ref().and_then(|c| c.as_ref().err()).cloned(),
+        restored: verified.manifest.counts.clone(),
+        needs_force: needs_force && dry_run,
+        kept: None,
+    };
     if dry_run {
         return Ok(restored);
     }
+    if needs_force && !force {
+        return Err(match &current {
+            Some(Ok(inspection)) => refuse_non_empty(&shown, inspection),
+            Some(Err(why)) => anyhow::anyhow!(
+                "{shown} cannot be read ({why}): nothing was changed; add --force to replace it (the damaged files \
+                 are kept beside it)"
+            ),
+            None => unreachable!("a missing database needs no --force"),
+        });
+    }
     let source = verified.path.join(&verified.manifest.file);
     let incoming = sibling(&database, ".restoring");
-    std::fs::copy(&source, &incoming).with_context(|| format!("copying the backup to {}", incoming.display()))?;
-    sync_file(&incoming)?;
-    if current.is_some() {
-        let kept = sibling(&database, &format!(".before-restore-{}", Utc::now().format("%Y%m%dT%H%M%SZ")));
-        // A clean copy of what is replaced, WAL included, kept beside it.
-        let store = crate::cli::open_store(settings).await?;
-        let copied = store.copy_sqlite_into(&kept).await;
-        store.close().await;
-        copied.with_context(|| format!("keeping the replaced database as {}", kept.display()))?;
-        restored.kept = Some(kept);
+    let swapped = async {
+        std::fs::copy(&source, &incoming).with_context(|| format!("copying the backup to {}", incoming.display()))?;
+        private(&incoming)?;
+        sync_file(&incoming)?;
+        match &current {
+            None => {}
+            Some(Ok(_)) => {
+                // A clean copy of what is replaced, WAL included, kept beside it.
+                let kept = kept_name(&database);
+                let store = connect(settings).await?;
+                let copied = store.copy_sqlite_into(&kept).await;
+                store.close().await;
+                copied.with_context(|| format!("keeping the replaced database as {}", kept.display()))?;
+                restored.kept = Some(kept);
+            }
+            Some(Err(_)) => {
+                // Unreadable: kept byte for byte, with its WAL, for whoever wants to look.
+                let kept = kept_name(&database);
+                for suffix in ["", "-wal", "-shm"] {
+                    let from = sibling(&database, suffix);
+                    if from.exists() {
+                        let to = sibling(&kept, suffix);
+                        std::fs::rename(&from, &to).with_context(|| format!("keeping {}", from.display()))?;
+                    }
+                }
+                restored.kept = Some(kept);
+            }
+        }
         for suffix in ["-wal", "-shm"] {
             let _ = std::fs::remove_file(sibling(&database, suffix));
         }
+        std::fs::rename(&incoming, &database).with_context(|| format!("putting the backup in place at {shown}"))?;
+        anyhow::Ok(())
     }
-    std::fs::rename(&incoming, &database).with_context(|| format!("putting the backup in place at {shown}"))?;
+    .await;
+    if swapped.is_err() {
+        let _ = std::fs::remove_file(&incoming);
+    }
+    swapped?;
     // Brings an older backup's schema up to this build's.
     let store = crate::cli::open_store(settings).await?;
     store.close().await;
     Ok(restored)
-}
-
-async fn current_sqlite(settings: &Settings) -> anyhow::Result<Inspection> {
-    let store = Store::connect(&settings.store, std::sync::Arc::new(loopgate_engine::SystemClock))
-        .await
-        .with_context(|| format!("opening {}", redact_url(&settings.store.url)))?;
-    let inspection = store.inspect().await;
-    store.close().await;
-    Ok(inspection?)
 }
 
 async fn restore_postgres(
@@ -303,24 +397,39 @@ async fn restore_postgres(
     force: bool,
 ) -> anyhow::Result<Restored> {
     let database = redact_url(&settings.store.url);
-    let store = Store::connect(&settings.store, std::sync::Arc::new(loopgate_engine::SystemClock))
-        .await
-        .with_context(|| format!("connecting to {database}"))?;
+    let store = connect(settings).await?;
     let current = store.inspect().await;
     store.close().await;
     let current = current?;
-    if !current.is_empty() && !force {
-        return Err(refuse_non_empty(&database, &current));
-    }
-    let restored = Restored {
+    let mut restored = Restored {
         dry_run,
-        database,
-        replaced: current.counts,
+        database: database.clone(),
+        replaced: Some(current.counts.clone()),
+        unreadable: None,
         restored: verified.manifest.counts.clone(),
+        needs_force: dry_run && !current.is_empty(),
         kept: None,
     };
     if dry_run {
         return Ok(restored);
+    }
+    if !current.is_empty() {
+        if !force {
+            return Err(refuse_non_empty(&database, &current));
+        }
+        // What is replaced is dumped first, into the data folder.
+        std::fs::create_dir_all(&settings.data_dir)?;
+        let kept = settings.data_dir.join(format!("before-restore-{}.pgdump", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+        let status = pg_tool("pg_dump", &settings.store.url)
+            .args(["--format=custom", "--no-owner", "--file"])
+            .arg(&kept)
+            .status()
+            .context("running pg_dump (install the PostgreSQL client)")?;
+        if !status.success() {
+            bail!("pg_dump of the database to be replaced failed ({status}); nothing was changed");
+        }
+        private(&kept)?;
+        restored.kept = Some(kept);
     }
     let file = verified.path.join(&verified.manifest.file);
     let output = pg_tool("pg_restore", &settings.store.url)
@@ -401,12 +510,27 @@ fn sync_file(path: &Path) -> anyhow::Result<()> {
     std::fs::File::open(path).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", path.display()))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut file = std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
+}
+
+/// Backups hold everything loopgate knows about its owner: only the owner reads them.
+fn private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private", path.display()))
 }
 
 #[cfg(test)]

@@ -368,7 +368,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Said once, to the person at the terminal; the log line would repeat it.
             eprintln!("loopgate: {e:#}");
             ExitCode::FAILURE
         }
@@ -474,7 +474,14 @@ async fn run_memory(store: &Store, command: MemoryCommand) -> anyhow::Result<()>
             let text = crate::memory_file::render(&memories, format, Utc::now())?;
             match output {
                 Some(path) => {
-                    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                    use std::io::Write as _;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    // Private, and never over another file.
+                    let mut file =
+                        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).with_context(
+                            || format!("writing {} (an existing file is not replaced)", path.display()),
+                        )?;
+                    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
                     eprintln!("{} memories written to {}", memories.len(), path.display());
                 }
                 None => print!("{text}"),
@@ -516,7 +523,8 @@ async fn pair(settings: Settings, channel: &str, json: bool) -> anyhow::Result<(
     };
     if !configured {
         anyhow::bail!(
-            "{0} is not configured: add a [{0}] section (or run `loopgate init`), then pair",
+            "{0} is not configured: add a [{0}] section with its bot token (see config/loopgate.example.toml), \
+             then pair",
             channel.as_str()
         );
     }
@@ -564,7 +572,11 @@ async fn owner(settings: Settings, command: OwnerCommand) -> anyhow::Result<()> 
                 Ok(())
             }
             OwnerCommand::Remove { channel, account } => {
-                if store.remove_owner(channel.trim(), account.trim(), ("owner", "cli")).await? {
+                let Some(channel) = loopgate_engine::pairing::PairChannel::parse(&channel) else {
+                    anyhow::bail!("{channel:?} is not a channel owners pair on: telegram or discord");
+                };
+                let channel = channel.as_str();
+                if store.remove_owner(channel, account.trim(), ("owner", "cli")).await? {
                     println!(
                         "{channel} owner {account} removed; a running service stops taking their answers within seconds"
                     );
@@ -628,12 +640,16 @@ async fn restore(
     };
     if dry_run {
         println!("dry run: nothing was changed");
-        println!(
-            "would replace {} ({})",
-            restored.database,
-            if restored.replaced.is_empty() { "no database yet".into() } else { rows(&restored.replaced) }
-        );
+        let now = match (&restored.replaced, &restored.unreadable) {
+            (Some(counts), _) => rows(counts),
+            (None, Some(why)) => format!("cannot be read: {why}"),
+            (None, None) => "no database yet".into(),
+        };
+        println!("would replace {} ({now})", restored.database);
         println!("with the backup ({})", rows(&restored.restored));
+        if restored.needs_force {
+            println!("the real run needs --force: what is there now would be replaced (and kept beside it)");
+        }
     } else {
         println!("restored {} ({})", restored.database, rows(&restored.restored));
         if let Some(kept) = &restored.kept {

@@ -120,6 +120,8 @@ pub(crate) async fn platforms(settings: &Settings) -> Report {
     check_telegram(settings, &mut report).await;
     check_discord(settings, &mut report).await;
     check_email(settings, &mut report).await;
+    // Where to post is init's to settle (it prints a pairing code): only the checks.
+    report.lines.retain(|(level, ..)| *level != Level::Warn);
     report
 }
 

@@ -170,12 +170,60 @@ fn ask(input: &mut dyn BufRead, question: &str, default: &str) -> anyhow::Result
 }
 
 fn ask_yes(input: &mut dyn BufRead, question: &str, default: bool) -> anyhow::Result<bool> {
-    let answer = ask(input, &format!("{question} (y/n)"), if default { "y" } else { "n" })?;
-    match answer.to_ascii_lowercase().as_str() {
-        "y" | "yes" => Ok(true),
-        "n" | "no" => Ok(false),
-        other => bail!("{other:?} is not y or n"),
+    // A stray answer is asked again (input that ended takes the default).
+    for _ in 0..5 {
+        let answer = ask(input, &format!("{question} (y/n)"), if default { "y" } else { "n" })?;
+        match answer.to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Ok(true),
+            "n" | "no" => return Ok(false),
+            _ => println!("please answer y or n"),
+        }
     }
+    bail!("no y or n after five tries")
+}
+
+/// `path` from the folder init runs in: the configuration must work from anywhere (a
+/// service manager, a cron job), not only from this folder.
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    match path.is_absolute() {
+        true => Ok(path.to_owned()),
+        false => Ok(std::env::current_dir().context("reading the current folder")?.join(path)),
+    }
+}
+
+/// A secrets folder that exists must be private already: init never loosens or tightens
+/// the mode of a folder it did not make (it may be a home or a shared folder).
+fn check_secrets_folder(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => bail!("{} is not a folder", dir.display()),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => bail!(
+            "{} can be read by others (mode {:o}): choose a private folder for the secrets, or a new one",
+            dir.display(),
+            meta.permissions().mode() & 0o7777
+        ),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
+}
+
+/// The storage URL as the configuration should hold it: a SQLite path made absolute; a
+/// PostgreSQL URL without a password (that goes in `PGPASSWORD` or `~/.pgpass`).
+fn storage_url(url: &str) -> anyhow::Result<String> {
+    if url.starts_with("sqlite:") {
+        let file = Store::sqlite_file(url).with_context(|| format!("--storage-url {url:?} names no database file"))?;
+        return Ok(format!("sqlite://{}", absolute(&file)?.display()));
+    }
+    let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) else {
+        bail!("--storage-url {url:?}: write sqlite://PATH or postgres://USER@HOST/DB");
+    };
+    if rest.split_once('@').is_some_and(|(credentials, _)| credentials.contains(':')) {
+        bail!(
+            "--storage-url carries a password, and the configuration is no place for secrets: leave it out and \
+             export PGPASSWORD (or write it in ~/.pgpass)"
+        );
+    }
+    Ok(url.to_owned())
 }
 
 fn plan(
@@ -188,7 +236,15 @@ fn plan(
         bail!("{} exists already: edit it, or run init again with --force to replace it", config.display());
     }
     let interactive = !args.non_interactive;
-    let secrets = args.secrets_dir.clone().unwrap_or_else(|| config.parent().unwrap_or(Path::new(".")).join("secrets"));
+    let secrets = absolute(
+        &args.secrets_dir.clone().unwrap_or_else(|| config.parent().unwrap_or(Path::new(".")).join("secrets")),
+    )?;
+    check_secrets_folder(&secrets)?;
+    if args.listen.parse::<std::net::SocketAddr>().is_err() {
+        bail!("--listen {:?} is not an address: write it like 127.0.0.1:8787", args.listen);
+    }
+    let storage_url = storage_url(&args.storage_url)?;
+    let data_dir = absolute(&args.data_dir)?;
     let detected = args.timezone.clone().unwrap_or_else(|| detect_timezone(env));
     let timezone = match interactive && args.timezone.is_none() {
         true => ask(input, "Your timezone", &detected)?,
@@ -240,8 +296,8 @@ fn plan(
         secrets,
         timezone,
         listen: args.listen.clone(),
-        storage_url: args.storage_url.clone(),
-        data_dir: args.data_dir.clone(),
+        storage_url,
+        data_dir,
         telegram,
         discord,
         email,
@@ -264,6 +320,9 @@ fn mail_plan(
     let address = value(&args.email, "loopgate's own email address", "")?;
     let domain = address.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
     let owner = value(&args.owner_email, "Your email address (the digest goes there)", "")?;
+    if owner.is_empty() {
+        bail!("say where the digest goes: --owner-email YOUR-ADDRESS (your own address, not loopgate's)");
+    }
     let imap_host = value(&args.imap_host, "IMAP server", &format!("imap.{domain}"))?;
     let smtp_host = value(&args.smtp_host, "SMTP server", &format!("smtp.{domain}"))?;
     let username = value(&args.mail_username, "Mail login", &address)?;
@@ -331,7 +390,6 @@ fn write(plan: &Plan) -> anyhow::Result<()> {
         .mode(0o700)
         .create(&plan.secrets)
         .with_context(|| format!("creating {}", plan.secrets.display()))?;
-    std::fs::set_permissions(&plan.secrets, std::fs::Permissions::from_mode(0o700))?;
     let secret = |name: &str, value: &str| -> anyhow::Result<PathBuf> {
         let path = plan.secrets.join(name);
         let mut file = std::fs::OpenOptions::new()
@@ -409,6 +467,14 @@ fn write(plan: &Plan) -> anyhow::Result<()> {
             }
         }
     }
+    // What loopgate learns about its owner is theirs alone: a new data folder is private.
+    if !plan.data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&plan.data_dir)
+            .with_context(|| format!("creating {}", plan.data_dir.display()))?;
+    }
     if let Some(parent) = plan.config.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
@@ -461,6 +527,10 @@ async fn finish(plan: &Plan, no_check: bool) -> anyhow::Result<bool> {
         return Ok(false);
     }
     println!("\nstart loopgate:\n\n    loopgate{config_flag} serve\n");
+    if config_flag.is_empty() {
+        let anywhere = absolute(&plan.config)?;
+        println!("(from this folder; from anywhere: loopgate --config {} serve)\n", anywhere.display());
+    }
     for issued in &pair {
         let how = match issued.channel {
             PairChannel::Telegram => "in a private chat with your Telegram bot",
@@ -471,8 +541,8 @@ async fn finish(plan: &Plan, no_check: bool) -> anyhow::Result<bool> {
             issued.channel.instruction(&issued.code)
         );
     }
-    if !pair.is_empty() {
-        println!("(a new code any time: `loopgate{config_flag} pair telegram` or `pair discord`)");
+    for issued in &pair {
+        println!("(a new code any time: `loopgate{config_flag} pair {}`)", issued.channel.as_str());
     }
     Ok(true)
 }

@@ -28,6 +28,7 @@ struct Export<'a> {
 /// One memory as a file gives it: what distillation needs; the rest of an export (ids,
 /// dates, stability) is this database's bookkeeping and is made anew.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Imported {
     kind: MemoryKind,
     #[serde(default)]
@@ -41,6 +42,16 @@ struct Imported {
     trust: Option<Trust>,
     #[serde(default)]
     evidence: Vec<SignalId>,
+    /// The exporting database's bookkeeping: read so a typo elsewhere is refused, then
+    /// made anew here.
+    #[serde(default, rename = "id")]
+    _id: Option<serde_json::Value>,
+    #[serde(default, rename = "stability")]
+    _stability: Option<serde_json::Value>,
+    #[serde(default, rename = "created_at")]
+    _created_at: Option<serde_json::Value>,
+    #[serde(default, rename = "updated_at")]
+    _updated_at: Option<serde_json::Value>,
 }
 
 fn certain() -> f64 {
@@ -165,6 +176,10 @@ pub async fn import(store: &Store, text: &str) -> anyhow::Result<ImportReport> {
             }
         }
         candidate.evidence = kept;
+        if store.was_forgotten(&candidate).await? {
+            report.rejected.push((n + 1, "forgotten here before; it stays forgotten".into()));
+            continue;
+        }
         match store.remember(candidate).await? {
             RememberOutcome::Created { .. } => report.added += 1,
             RememberOutcome::Reinforced { .. } => report.confirmed += 1,

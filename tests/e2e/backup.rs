@@ -312,3 +312,112 @@ async fn on_postgres_a_backup_is_a_verified_pg_dump_that_restores_into_an_empty_
     assert_eq!(signal_ids(&store).await.len(), 5, "back to the backup's moment");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_replaces_a_damaged_database_only_with_force_and_keeps_it() {
+    let live = tempfile::tempdir().unwrap();
+    let config = write_config(live.path(), "");
+    assert_eq!(run_cli(&config, &["signal", "Call the plumber"], &[]).0, 0);
+    // `?` and `%` in a folder's name are only characters.
+    let path = live.path().join("backups/nightly?1%20");
+    let p = path.to_str().unwrap();
+    let (code, _, stderr) = run_cli(&config, &["backup", p], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&path), 0o700, "a backup holds everything: private");
+    assert_eq!(mode(&path.join("loopgate.db")), 0o600);
+    assert_eq!(mode(&path.join("manifest.json")), 0o600);
+    assert!(!path.join("loopgate.db.partial").exists());
+
+    // The live database is destroyed.
+    let db = live.path().join("loopgate.db");
+    std::fs::write(&db, vec![0x5au8; 8192]).unwrap();
+    let (code, stdout, stderr) = run_cli(&config, &["restore", p, "--dry-run"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("cannot be read") && stdout.contains("needs --force"), "{stdout}");
+    let (code, _, stderr) = run_cli(&config, &["restore", p], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot be read") && stderr.contains("--force"), "{stderr}");
+    let (code, stdout, stderr) = run_cli(&config, &["restore", p, "--force"], &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("1 signals") && stdout.contains("kept as"), "{stdout}");
+    assert_eq!(signal_ids(&open(live.path()).await).await.len(), 1);
+    // Twice in the same second: the second keeps its own copy, nothing half-done stays.
+    let (code, _, stderr) = run_cli(&config, &["restore", p, "--force"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let names: Vec<String> =
+        std::fs::read_dir(live.path()).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    let kept = names.iter().filter(|n| n.starts_with("loopgate.db.before-restore-") && !n.contains("-wal")).count();
+    assert_eq!(kept, 2, "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".restoring")), "{names:?}");
+}
+
+#[test]
+fn a_backup_neither_creates_nor_migrates_the_database() {
+    let home = tempfile::tempdir().unwrap();
+    let config = write_config(home.path(), "");
+    let target = home.path().join("b");
+    let (code, _, stderr) = run_cli(&config, &["backup", target.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("there is no database at") && stderr.contains("nothing to back up"), "{stderr}");
+    assert!(!home.path().join("loopgate.db").exists(), "no database was made");
+    assert!(!target.exists());
+    // An older schema stays as it is: the backup is restorable by the version that made it.
+    assert_eq!(run_cli(&config, &["signal", "before the upgrade"], &[]).0, 0);
+    let db = home.path().join("loopgate.db");
+    let url = format!("sqlite://{}", db.display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let (code, stdout, stderr) = run_cli(&config, &["backup", target.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let manifest: Value = serde_json::from_str(&stdout).unwrap();
+    let latest = loopgate_engine::store::snapshot::latest_schema_version();
+    assert_eq!(manifest["schema_version"], latest - 1, "the copy is of the database as it was");
+    let still: i64 = rt.block_on(async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&mut conn).await.unwrap()
+    });
+    assert_eq!(still, latest - 1, "the live database was not migrated");
+}
+
+#[test]
+fn an_import_does_not_bring_back_what_was_forgotten_nor_take_a_misspelt_field() {
+    let home = tempfile::tempdir().unwrap();
+    let config = write_config(home.path(), "");
+    assert_eq!(run_cli(&config, &["memory", "add", "Watch the Q3 budget"], &[]).0, 0);
+    let (_, exported, _) = run_cli(&config, &["memory", "export"], &[]);
+    let file = home.path().join("m.json");
+    std::fs::write(&file, &exported).unwrap();
+    assert_eq!(run_cli(&config, &["memory", "forget", "1"], &[]).0, 0);
+    let (code, stdout, stderr) = run_cli(&config, &["memory", "import", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("imported: 0 added") && stdout.contains("1 refused"), "{stdout}");
+    assert!(stdout.contains("entry 1: forgotten here before; it stays forgotten"), "{stdout}");
+    let (_, after, _) = run_cli(&config, &["memory", "export"], &[]);
+    assert!(!after.contains("Q3 budget"), "{after}");
+
+    let typo = json!({"format": "loopgate-memory", "version": 1, "memories": [
+        {"kind": "preference", "subjet": "tea", "content": "Green tea after lunch"}
+    ]});
+    std::fs::write(&file, typo.to_string()).unwrap();
+    let (code, _, stderr) = run_cli(&config, &["memory", "import", file.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown field `subjet`"), "{stderr}");
+    // An export to a file is private and never replaces another file.
+    let out = home.path().join("export.json");
+    assert_eq!(run_cli(&config, &["memory", "export", "--output", out.to_str().unwrap()], &[]).0, 0);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+    let (code, _, stderr) = run_cli(&config, &["memory", "export", "--output", out.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("an existing file is not replaced"), "{stderr}");
+}

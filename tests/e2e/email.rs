@@ -824,8 +824,9 @@ async fn init_checks_the_mail_login_against_the_real_servers() {
     assert!(stdout.contains(&format!("127.0.0.1:{imap} logged in as loopgate")), "{stdout}");
     assert!(stdout.contains(&format!("127.0.0.1:{smtp} accepts loopgate")), "{stdout}");
     let config = std::fs::read_to_string(home.path().join("config/loopgate.toml")).unwrap();
-    assert!(config.contains("password_file = \"config/secrets/email_password\""), "{config}");
-    assert!(config.contains("reply_secret_file = \"config/secrets/reply_secret\""), "{config}");
+    let secrets = home.path().join("config/secrets");
+    assert!(config.contains(&format!("password_file = \"{}/email_password\"", secrets.display())), "{config}");
+    assert!(config.contains(&format!("reply_secret_file = \"{}/reply_secret\"", secrets.display())), "{config}");
     assert!(!config.contains(&format!("\"{}\"", mail::PASSWORD)), "no password in the config: {config}");
     let (code, stdout) = run("not-the-password", true);
     assert_eq!(code, 1, "{stdout}");

@@ -108,8 +108,12 @@ async fn a_newcomer_runs_init_serve_and_pairs_then_their_first_reminder_is_ackno
     // What was written: a config naming secrets by file, the secrets readable only by us.
     let config = std::fs::read_to_string(dir.join("config/loopgate.toml")).unwrap();
     assert!(!config.contains(BOT_TOKEN), "no secret in the config:\n{config}");
-    assert!(config.contains("token_file = \"config/secrets/telegram_token\""), "{config}");
-    assert!(config.contains("api_token_file = \"config/secrets/api_token\""), "{config}");
+    // Absolute: the configuration works from any folder (a service manager, a cron job).
+    let secrets = dir.join("config/secrets");
+    assert!(config.contains(&format!("token_file = \"{}/telegram_token\"", secrets.display())), "{config}");
+    assert!(config.contains(&format!("api_token_file = \"{}/api_token\"", secrets.display())), "{config}");
+    assert!(config.contains(&format!("url = \"sqlite://{}/data/loopgate.db\"", dir.display())), "{config}");
+    assert_eq!(mode(&dir.join("data")), 0o700, "the data folder is private");
     assert_eq!(mode(&dir.join("config/secrets")), 0o700);
     for secret in ["telegram_token", "api_token"] {
         assert_eq!(mode(&dir.join("config/secrets").join(secret)), 0o600, "{secret}");
@@ -150,6 +154,14 @@ async fn a_newcomer_runs_init_serve_and_pairs_then_their_first_reminder_is_ackno
     assert_eq!(anonymous.status(), 401);
 
     // The owner is listed, shown by doctor, and the used code does not work again.
+    assert_eq!(mode(&dir.join("data/loopgate.db")), 0o600, "the database is private");
+    // From another folder, with --config, the same service is found.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config_path = dir.join("config/loopgate.toml");
+    let (status, stdout, stderr) =
+        run_in(elsewhere.path(), &["--config", config_path.to_str().unwrap(), "owner", "list"], &[], "");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stdout.contains("5555"), "{stdout}");
     let (status, stdout, _) = run_in(dir, &["owner", "list"], &[], "");
     assert_eq!(status, 0);
     assert!(stdout.contains("telegram") && stdout.contains("5555") && stdout.contains("Ana"), "{stdout}");
@@ -183,6 +195,30 @@ fn init_refuses_what_it_cannot_use_and_writes_nothing() {
     let (code, _, stderr) = run_in(dir, &args, &[("LOOPGATE_EMAIL_PASSWORD", "x")], "");
     assert_eq!(code, 2);
     assert!(stderr.contains("not-an-address"), "{stderr}");
+    assert!(nothing_written());
+
+    // A listen address or storage URL that cannot work, a password in a PostgreSQL URL,
+    // a secrets folder others can read: refused before anything is written.
+    for (flag, value, says) in [
+        ("--listen", "localhost", "is not an address"),
+        ("--storage-url", "mysql://db/loopgate", "sqlite://PATH or postgres://"),
+        ("--storage-url", "postgres://loop:hunter2@db/loopgate", "PGPASSWORD"),
+    ] {
+        let (code, _, stderr) = run_in(dir, &["init", "--non-interactive", flag, value], &[], "");
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(nothing_written());
+    }
+    let shared = dir.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (code, _, stderr) =
+        run_in(dir, &["init", "--non-interactive", "--secrets-dir", shared.to_str().unwrap()], &[], "");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("can be read by others"), "{stderr}");
+    assert_eq!(mode(&shared), 0o777, "its mode is not touched (the sticky bit stays)");
+    assert_eq!(std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777, 0o1777);
     assert!(nothing_written());
 
     // A plain init (no channel) works; a second one does not overwrite it.
@@ -264,21 +300,27 @@ async fn a_paired_owner_gets_their_reminder_and_removal_from_the_shell_takes_eff
     fake.push("message", in_group);
     let group = wait_sent(&fake, -100, 1).await;
     assert!(group[0].starts_with("Pairing works only in a private chat"), "{group:?}");
+    assert!(group[0].contains("no longer works"), "{group:?}");
+    // Everyone in the group saw it: sent privately now, it does nothing.
     push(NEWCOMER, 3, &format!("/start {}", issued.code.to_lowercase()));
-    assert!(wait_sent(&fake, NEWCOMER, 2).await[1].starts_with("✅ Paired"));
+    assert!(wait_sent(&fake, NEWCOMER, 2).await[1].starts_with("That code is not valid"));
+    clock.advance(chrono::Duration::seconds(1));
+    let issued = app.store.issue_pairing_code(PairChannel::Telegram, ("owner", "cli")).await.unwrap();
+    push(NEWCOMER, 6, &format!("/start {}", issued.code));
+    assert!(wait_sent(&fake, NEWCOMER, 3).await[2].starts_with("✅ Paired"));
     push(NEWCOMER, 4, "remind me in 1 minute to take the cake out");
-    let sent = wait_sent(&fake, NEWCOMER, 3).await;
-    assert_eq!(sent[2], "⏰ <b>Today 10:01 (Europe/Berlin)</b>: take the cake out");
-    clock.advance(chrono::Duration::seconds(61));
     let sent = wait_sent(&fake, NEWCOMER, 4).await;
-    assert!(sent[3].contains("Reminder: take the cake out"), "{sent:?}");
+    assert_eq!(sent[3], "⏰ <b>Today 10:01 (Europe/Berlin)</b>: take the cake out");
+    clock.advance(chrono::Duration::seconds(61));
+    let sent = wait_sent(&fake, NEWCOMER, 5).await;
+    assert!(sent[4].contains("Reminder: take the cake out"), "{sent:?}");
 
     // Removed from the shell (another process's write): within seconds a stranger again.
     assert!(app.store.remove_owner("telegram", &NEWCOMER.to_string(), ("owner", "cli")).await.unwrap());
     tokio::time::sleep(Duration::from_millis(2500)).await;
     push(NEWCOMER, 5, "/suggestions");
-    let sent = wait_sent(&fake, NEWCOMER, 5).await;
-    assert_eq!(sent[4], "Sorry — I only take commands from my owner.");
+    let sent = wait_sent(&fake, NEWCOMER, 6).await;
+    assert_eq!(sent[5], "Sorry — I only take commands from my owner.");
     app.shutdown().await;
 }
 
@@ -363,7 +405,8 @@ async fn init_for_discord_checks_the_bot_token_and_prints_a_pair_code() {
     assert_eq!(code_in(&stdout, "/pair").len(), 8);
     assert_eq!(fake.ok_calls("GET /users/@me").len(), 1);
     let config = std::fs::read_to_string(home.path().join("config/loopgate.toml")).unwrap();
-    assert!(config.contains("[discord]\ntoken_file = \"config/secrets/discord_token\""), "{config}");
+    let token = home.path().join("config/secrets/discord_token");
+    assert!(config.contains(&format!("[discord]\ntoken_file = \"{}\"", token.display())), "{config}");
     assert_eq!(mode(&home.path().join("config/secrets/discord_token")), 0o600);
     // A wrong token: named, and no code for a bot nobody can reach.
     let (code, stdout, _) =

@@ -349,7 +349,13 @@ impl Telegram {
                 Some(chat::pair(&self.intelligence, PairChannel::Telegram, claimant, code).await?)
             }
             (_, false, false) => {
-                Some("Pairing works only in a private chat with me: a code sent here is seen by everyone.".into())
+                // Everyone here has seen it now: it must not work for any of them.
+                self.store.revoke_pairing_code(PairChannel::Telegram, code).await?;
+                Some(
+                    "Pairing works only in a private chat with me: everyone here saw that code, so it no longer \
+                     works. Run `loopgate pair telegram` for a new one and send it to me privately."
+                        .into(),
+                )
             }
             (None, true, false) => None,
         };

@@ -140,6 +140,20 @@ impl Store {
         Ok(forgotten)
     }
 
+    /// Whether the owner forgot this statement here before (an import must not bring it
+    /// back, even in the owner's own words from another time).
+    pub async fn was_forgotten(&self, candidate: &MemoryCandidate) -> Result<bool, StoreError> {
+        let key = candidate.content_key();
+        Ok(match &self.inner.pools {
+            Pools::Sqlite { read, .. } => {
+                memory_sql::sqlite::is_forgotten(&mut *read.acquire().await?, candidate.kind, &key).await?
+            }
+            Pools::Postgres(pool) => {
+                memory_sql::postgres::is_forgotten(&mut *pool.acquire().await?, candidate.kind, &key).await?
+            }
+        })
+    }
+
     /// Full-text search ranked by relevance and confidence, or the most recent memories
     /// when the query has no words.
     pub async fn search_memories(&self, query: &MemoryQuery) -> Result<Vec<MemoryHit>, StoreError> {

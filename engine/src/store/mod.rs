@@ -417,6 +417,17 @@ async fn connect_sqlite(config: &StoreConfig) -> Result<Pools, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(Arc::new(sqlx::Error::Io(e))))?;
     }
+    if path != std::path::Path::new(":memory:") && !path.as_os_str().is_empty() && !path.exists() {
+        // Made here so only its owner can read it; SQLite gives its WAL and shared-memory
+        // files the database file's mode.
+        use std::os::unix::fs::OpenOptionsExt;
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::Database(Arc::new(sqlx::Error::Io(e)))),
+        }
+    }
     let synchronous = match config.durability {
         Durability::Process => SqliteSynchronous::Normal,
         Durability::PowerLoss => SqliteSynchronous::Full,

@@ -98,7 +98,10 @@ mod owners_sql {
                     if let Some(account) = account {
                         q.push(" AND account = ").push_bind(account.to_owned());
                     }
-                    q.push(" AND outcome NOT IN ('paired', 'already_owner') AND at > ").push_bind(since);
+                    // A refusal for being rate limited is not a guess: counting it would
+                    // keep the lock shut for as long as someone keeps knocking.
+                    q.push(" AND outcome NOT IN ('paired', 'already_owner', 'rate_limited') AND at > ")
+                        .push_bind(since);
                     q.build_query_scalar().fetch_one(&mut *conn).await
                 }
 
@@ -118,6 +121,35 @@ mod owners_sql {
                         .push_bind(now)
                         .push_bind(outcome.to_owned());
                     q.push(")");
+                    q.build().execute(&mut *conn).await?;
+                    Ok(())
+                }
+
+                /// When the newest code for `channel` was issued (0: never).
+                pub(crate) async fn latest_code_at(conn: &mut Conn, channel: &str) -> Result<i64, sqlx::Error> {
+                    let mut q = QueryBuilder::<$db>::new(
+                        "SELECT CAST(COALESCE(MAX(created_at), 0) AS BIGINT) FROM pairing_codes WHERE channel = ",
+                    );
+                    q.push_bind(channel.to_owned());
+                    q.build_query_scalar().fetch_one(&mut *conn).await
+                }
+
+                pub(crate) async fn revoke_code(
+                    conn: &mut Conn,
+                    channel: &str,
+                    hash: &str,
+                    now: i64,
+                ) -> Result<bool, sqlx::Error> {
+                    let mut q = QueryBuilder::<$db>::new("UPDATE pairing_codes SET revoked_at = ");
+                    q.push_bind(now).push(" WHERE channel = ").push_bind(channel.to_owned());
+                    q.push(" AND code_hash = ").push_bind(hash.to_owned());
+                    q.push(" AND used_at IS NULL AND revoked_at IS NULL");
+                    Ok(q.build().execute(&mut *conn).await?.rows_affected() == 1)
+                }
+
+                pub(crate) async fn prune_attempts(conn: &mut Conn, before: i64) -> Result<(), sqlx::Error> {
+                    let mut q = QueryBuilder::<$db>::new("DELETE FROM pairing_attempts WHERE at < ");
+                    q.push_bind(before);
                     q.build().execute(&mut *conn).await?;
                     Ok(())
                 }
@@ -221,6 +253,8 @@ impl Store {
                 Err(recent[0].1 + HOUR_MS)
             } else {
                 let replaced = sql::revoke_open(&mut tx, channel.as_str(), at).await?;
+                // Attempts matter for an hour; a day is plenty for anyone reading them.
+                sql::prune_attempts(&mut tx, at - 24 * HOUR_MS).await?;
                 let id = sql::insert_code(&mut tx, channel.as_str(), hash, at, expires_at).await?;
                 let detail =
                     serde_json::json!({"code": id, "expires_at": from_millis(expires_at), "replaced": replaced});
@@ -249,9 +283,12 @@ impl Store {
         Ok(in_write_tx!(self, owners_sql, |tx, sql| {
             let outcome = if sql::is_owner(&mut tx, via, account).await? {
                 Redeemed::AlreadyOwner
-            } else if sql::failures_since(&mut tx, via, Some(account), at - HOUR_MS).await? >= FAILURES_PER_ACCOUNT
-                || sql::failures_since(&mut tx, via, None, at - HOUR_MS).await? >= FAILURES_PER_CHANNEL
-            {
+            } else if sql::failures_since(&mut tx, via, Some(account), at - HOUR_MS).await? >= FAILURES_PER_ACCOUNT || {
+                // The channel's count starts again with each new code: the owner at the
+                // machine issuing one lifts a lock strangers' guesses put on.
+                let since = (at - HOUR_MS).max(sql::latest_code_at(&mut tx, via).await? - 1);
+                sql::failures_since(&mut tx, via, None, since).await? >= FAILURES_PER_CHANNEL
+            } {
                 Redeemed::Refused(Refusal::RateLimited)
             } else {
                 match &hash {
@@ -285,6 +322,23 @@ impl Store {
                 sql::audit(&mut tx, at, (who, via), "pairing.refused", &subject, &detail).await?;
             }
             outcome
+        }))
+    }
+
+    /// Withdraws a live code that was shown where others could read it (a group chat).
+    /// True if it was live; audited.
+    pub async fn revoke_pairing_code(&self, channel: PairChannel, code: &str) -> Result<bool, StoreError> {
+        let Some(code) = pairing::normalize_code(code) else { return Ok(false) };
+        let hash = pairing::hash_code(channel, &code);
+        let at = to_millis(self.clock().now());
+        Ok(in_write_tx!(self, owners_sql, |tx, sql| {
+            let revoked = sql::revoke_code(&mut tx, channel.as_str(), &hash, at).await?;
+            if revoked {
+                let subject = format!("pairing:{}", channel.as_str());
+                let detail = serde_json::json!({"reason": "shown in a shared chat"});
+                sql::audit(&mut tx, at, crate::store::actions::SELF, "pairing.revoked", &subject, &detail).await?;
+            }
+            revoked
         }))
     }
 

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::str::FromStr;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -79,8 +78,14 @@ impl Store {
 /// Reads a SQLite file (a backup, or a database about to be replaced) without creating a
 /// WAL beside it or changing a byte of it.
 pub async fn inspect_sqlite_file(path: &Path) -> Result<Inspection, StoreError> {
-    let url = format!("sqlite://{}", path.display());
-    let mut conn = SqliteConnectOptions::from_str(&url)?.read_only(true).immutable(true).connect().await?;
+    // Built from the path, not a URL: a `?` or `%` in a folder name is just a character.
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(true)
+        .create_if_missing(false)
+        .connect()
+        .await?;
     let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await?;
     let mut counts = BTreeMap::new();
     for table in COUNTED_TABLES {

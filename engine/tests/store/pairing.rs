@@ -17,6 +17,8 @@ conformance!(
     failures_are_rate_limited_per_account_and_codes_per_hour,
     a_newer_code_replaces_the_open_one_and_an_owner_can_be_removed,
     inspect_counts_rows_and_knows_the_schema,
+    a_lock_ends_while_someone_keeps_knocking_and_a_new_code_lifts_the_channel_lock,
+    a_code_shown_in_a_shared_chat_is_revoked,
 );
 
 const BY: (&str, &str) = ("owner", "cli");
@@ -166,4 +168,47 @@ async fn inspect_counts_rows_and_knows_the_schema(db: Db) {
     assert_eq!(inspection.counts["signals"], 0);
     assert!(inspection.counts["audit_log"] >= 2);
     assert!(!inspection.is_empty());
+}
+
+async fn a_lock_ends_while_someone_keeps_knocking_and_a_new_code_lifts_the_channel_lock(db: Db) {
+    use loopgate_engine::pairing::FAILURES_PER_CHANNEL;
+    let h = harness(db, Retention::default()).await;
+    let issued = h.store.issue_pairing_code(PairChannel::Telegram, BY).await.unwrap();
+    for _ in 0..FAILURES_PER_ACCOUNT {
+        h.store.redeem_pairing_code(PairChannel::Telegram, "guesser", None, "AAAAAAAA").await.unwrap();
+    }
+    // Knocking on while locked (every ten minutes) does not keep the lock shut.
+    for _ in 0..5 {
+        h.clock.advance(Duration::minutes(10));
+        let knock = h.store.redeem_pairing_code(PairChannel::Telegram, "guesser", None, "AAAAAAAA").await.unwrap();
+        assert_eq!(knock, Redeemed::Refused(Refusal::RateLimited));
+    }
+    h.clock.advance(Duration::minutes(11));
+    let after = h.store.redeem_pairing_code(PairChannel::Telegram, "guesser", None, "AAAAAAAA").await.unwrap();
+    assert_eq!(after, Redeemed::Refused(Refusal::Unknown), "an hour after the last real guess, looked at again");
+    drop(issued);
+
+    // Many strangers lock the channel; the owner issuing a new code lifts it.
+    let h = harness(db, Retention::default()).await;
+    let first = h.store.issue_pairing_code(PairChannel::Telegram, BY).await.unwrap();
+    for n in 0..FAILURES_PER_CHANNEL {
+        h.store.redeem_pairing_code(PairChannel::Telegram, &format!("s{n}"), None, "AAAAAAAA").await.unwrap();
+    }
+    let locked = h.store.redeem_pairing_code(PairChannel::Telegram, "owner", None, &first.code).await.unwrap();
+    assert_eq!(locked, Redeemed::Refused(Refusal::RateLimited));
+    h.clock.advance(Duration::seconds(1));
+    let fresh = h.store.issue_pairing_code(PairChannel::Telegram, BY).await.unwrap();
+    let paired = h.store.redeem_pairing_code(PairChannel::Telegram, "owner", None, &fresh.code).await.unwrap();
+    assert_eq!(paired, Redeemed::Paired);
+}
+
+async fn a_code_shown_in_a_shared_chat_is_revoked(db: Db) {
+    let h = harness(db, Retention::default()).await;
+    let issued = h.store.issue_pairing_code(PairChannel::Telegram, BY).await.unwrap();
+    assert!(!h.store.revoke_pairing_code(PairChannel::Discord, &issued.code).await.unwrap(), "another channel's");
+    assert!(h.store.revoke_pairing_code(PairChannel::Telegram, &issued.code).await.unwrap());
+    assert!(!h.store.revoke_pairing_code(PairChannel::Telegram, &issued.code).await.unwrap(), "once");
+    let late = h.store.redeem_pairing_code(PairChannel::Telegram, "1", None, &issued.code).await.unwrap();
+    assert_eq!(late, Redeemed::Refused(Refusal::Expired));
+    assert_eq!(audit_events(&h.store).await[1], "pairing.revoked");
 }
