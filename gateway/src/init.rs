@@ -69,12 +69,14 @@ pub struct InitArgs {
     pub owner_email: Option<String>,
     #[arg(long)]
     pub imap_host: Option<String>,
-    #[arg(long, default_value_t = 993)]
-    pub imap_port: u16,
+    /// [default: 993 with tls, 143 with starttls or none]
+    #[arg(long)]
+    pub imap_port: Option<u16>,
     #[arg(long)]
     pub smtp_host: Option<String>,
-    #[arg(long, default_value_t = 465)]
-    pub smtp_port: u16,
+    /// [default: 465 with tls, 587 with starttls or none]
+    #[arg(long)]
+    pub smtp_port: Option<u16>,
     /// tls, starttls or none (none only for a server on this machine)
     #[arg(long, default_value = "tls")]
     pub mail_security: String,
@@ -232,6 +234,9 @@ fn plan(
     input: &mut dyn BufRead,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Plan> {
+    if config.is_dir() {
+        bail!("{} is a folder: give the configuration file's path, e.g. config/loopgate.toml", config.display());
+    }
     if config.exists() && !args.force {
         bail!("{} exists already: edit it, or run init again with --force to replace it", config.display());
     }
@@ -346,9 +351,9 @@ fn mail_plan(
         address,
         owner,
         imap_host,
-        imap_port: args.imap_port,
+        imap_port: args.imap_port.unwrap_or(if args.mail_security == "tls" { 993 } else { 143 }),
         smtp_host,
-        smtp_port: args.smtp_port,
+        smtp_port: args.smtp_port.unwrap_or(if args.mail_security == "tls" { 465 } else { 587 }),
         security: args.mail_security.clone(),
         username,
         password,
@@ -410,7 +415,14 @@ fn write(plan: &Plan) -> anyhow::Result<()> {
          # Secrets live in {} (mode 0600), named here by *_file; never in this file.\n",
         plan.secrets.display()
     );
-    let api_token = secret("api_token", &random_secret()?)?;
+    // Generated secrets survive a `--force`: scripts and a running service hold them.
+    let generated = |name: &str| -> anyhow::Result<String> {
+        match std::fs::read_to_string(plan.secrets.join(name)) {
+            Ok(text) if text.trim().len() >= 32 => Ok(text.trim().to_owned()),
+            _ => random_secret(),
+        }
+    };
+    let api_token = secret("api_token", &generated("api_token")?)?;
     let _ = write!(
         toml,
         "\n[server]\nlisten = {}\n# Every API call needs `Authorization: Bearer <this file's content>`.\napi_token_file = {}\n",
@@ -443,7 +455,7 @@ fn write(plan: &Plan) -> anyhow::Result<()> {
     }
     if let Some(mail) = &plan.email {
         let password = secret("email_password", &mail.password)?;
-        let reply = secret("reply_secret", &random_secret()?)?;
+        let reply = secret("reply_secret", &generated("reply_secret")?)?;
         let _ = write!(
             toml,
             "\n[email]\nfrom = {}\ndigest_schedule = \"0 7 * * *\"\nreply_secret_file = {}\n",

@@ -231,7 +231,16 @@ fn init_refuses_what_it_cannot_use_and_writes_nothing() {
     assert!(stderr.contains("exists already") && stderr.contains("--force"), "{stderr}");
     assert_eq!(std::fs::read(dir.join("config/loopgate.toml")).unwrap(), written);
     assert_eq!(std::fs::read(dir.join("config/secrets/api_token")).unwrap(), token, "the secret is kept");
+    // Replaced on purpose: the configuration is new, the API token scripts hold stays.
+    let (code, _, stderr) = run_in(dir, &["init", "--non-interactive", "--force", "--timezone", "Asia/Tokyo"], &[], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(std::fs::read_to_string(dir.join("config/loopgate.toml")).unwrap().contains("Asia/Tokyo"));
+    assert_eq!(std::fs::read(dir.join("config/secrets/api_token")).unwrap(), token, "the API token survives --force");
+    let (code, _, stderr) = run_in(dir, &["--config", "config", "init", "--non-interactive"], &[], "");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is a folder"), "{stderr}");
     // What it wrote starts as is: doctor passes.
+    let _ = written;
     let (code, doctor, _) = run_in(dir, &["doctor"], &[], "");
     assert_eq!(code, 0, "{doctor}");
     assert!(doctor.contains("no owner yet") && doctor.contains("loopgate pair telegram"), "{doctor}");
