@@ -171,6 +171,16 @@ fn ask(input: &mut dyn BufRead, question: &str, default: &str) -> anyhow::Result
     Ok(if answer.is_empty() { default.to_owned() } else { answer.to_owned() })
 }
 
+/// A secret at a prompt: not echoed on a terminal; read as a line from a pipe.
+fn ask_secret(input: &mut dyn BufRead, question: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let answer = rpassword::prompt_password(format!("{question} (not shown): ")).context("reading the answer")?;
+        return Ok(answer.trim().to_owned());
+    }
+    ask(input, question, "")
+}
+
 fn ask_yes(input: &mut dyn BufRead, question: &str, default: bool) -> anyhow::Result<bool> {
     // A stray answer is asked again (input that ended takes the default).
     for _ in 0..5 {
@@ -260,15 +270,22 @@ fn plan(
     }
     let token = |var: &str, what: &str, input: &mut dyn BufRead| -> anyhow::Result<String> {
         let from_env = env(var).map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-        let token = match (from_env, interactive) {
+        let token = match (from_env.clone(), interactive) {
             (Some(token), _) => token,
-            (None, true) => ask(input, what, "")?,
+            (None, true) => ask_secret(input, what)?,
             (None, false) => String::new(),
         };
-        if token.is_empty() || token.contains(char::is_whitespace) {
-            bail!("no usable {what}: export {var}=<the token>, or run init without --non-interactive to type it");
+        match (token.is_empty(), from_env.is_some(), interactive) {
+            (true, _, true) => bail!("no {what} given: type it at the prompt, or export {var}=<the token>"),
+            (true, _, false) => bail!("no {what}: export {var}=<the token>, or run init without --non-interactive"),
+            (false, true, _) if token.contains(char::is_whitespace) => {
+                bail!("${var} holds a space: it is not a token; copy it again")
+            }
+            (false, false, _) if token.contains(char::is_whitespace) => {
+                bail!("that {what} holds a space: it is not a token; copy it again")
+            }
+            _ => Ok(token),
         }
-        Ok(token)
     };
     let telegram = match args.telegram || (interactive && ask_yes(input, "Set up Telegram?", false)?) {
         false => None,
@@ -341,7 +358,7 @@ fn mail_plan(
     }
     let password = match env(EMAIL_PASSWORD_VAR).filter(|p| !p.is_empty()) {
         Some(password) => password,
-        None if interactive => ask(input, "Mail password", "")?,
+        None if interactive => ask_secret(input, "Mail password")?,
         None => String::new(),
     };
     if password.is_empty() {

@@ -165,3 +165,28 @@ fn pulse_list_and_answer_suggestions_from_the_shell() {
     assert!(stderr.contains("already decided: denied via cli by owner"), "{stderr}");
     assert_eq!(ok(&["approvals", "list"]).trim(), "no approvals");
 }
+
+/// `loopgate … | head` closing the pipe early ends the command quietly, as Unix tools do.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    for n in 0..3 {
+        assert_eq!(run_cli(&config, &["memory", "add", &format!("note {n}")], &[]).0, 0);
+    }
+    let mut child = Command::new(crate::helpers::binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["memory", "export", "--format", "markdown"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the command writes a line.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_ne!(output.status.code(), Some(101), "{stderr}");
+}
