@@ -22,7 +22,7 @@ use crate::memory::{MemoryCandidate, MemoryKind, Origin, Rejection, RememberOutc
 use crate::reflect::detect::{self, Context, Idea, IdeaKind};
 use crate::reflect::habits;
 use crate::reflect::run::{self, Critique, Evidence, Judging, Ranked};
-use crate::signal::Signal;
+use crate::signal::{Signal, SignalId};
 use crate::store::{HeartbeatRecord, MemoryQuery, NewSuggestion, RunRecord, SignalQuery, Store, StoreError, Upkeep};
 use crate::suggestion::{
     Claimant, EvidenceLine, RespondError, Responded, Responder, Response, Suggestion, SuggestionId, SuggestionState,
@@ -35,6 +35,16 @@ const MAX_HISTORY: u32 = 3_000;
 /// New signals one pulse reads at most; the rest wait for the next pulse.
 const MAX_READ_PER_PULSE: usize = 10_000;
 const READ_PAGE: u32 = 1_000;
+/// Where the last successful reflection stopped reading (`channel_state`): the actionable
+/// signals after it are in the next reflection's evidence whatever else arrived.
+const REFLECTED: (&str, &str) = ("heartbeat", "reflected_seq");
+/// Most actionable signals a reflection always takes (newest first), and how many signals
+/// it scans to find them.
+const MAX_ACTIONABLE_EVIDENCE: usize = 500;
+const MAX_EVIDENCE_SCAN: i64 = 100_000;
+/// The recent window shared fairly between sources and conversations, in multiples of
+/// `max_evidence`.
+const WINDOW_FACTOR: u32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -268,6 +278,7 @@ impl Intelligence {
             state.reflections_today += 1;
             match result {
                 Ok(reflected) => {
+                    self.store.set_channel_state(REFLECTED.0, REFLECTED.1, &reflected.read_to.to_string()).await?;
                     state.last_reflection_failed = false;
                     state.carried_new = 0;
                     state.carried_actionable = 0;
@@ -403,6 +414,56 @@ impl Intelligence {
         Ok((run_id, result))
     }
 
+    /// A reflection's signals, oldest first, and the newest `seq` among what it looked at:
+    /// every actionable signal since the last reflection (the newest
+    /// [`MAX_ACTIONABLE_EVIDENCE`]), then the recent window shared fairly between sources
+    /// and conversations up to `max_evidence`.
+    async fn evidence_signals(&self, now: DateTime<Utc>) -> Result<(Vec<Signal>, i64), StoreError> {
+        let settings = &self.settings;
+        let max = settings.max_evidence as usize;
+        let since_time = now - settings.lookback;
+        let recent = self
+            .store
+            .list_signals(&SignalQuery {
+                since: Some(since_time),
+                limit: settings.max_evidence.saturating_mul(WINDOW_FACTOR),
+                ..SignalQuery::default()
+            })
+            .await?;
+        let newest = recent.iter().map(|s| s.seq).max().unwrap_or(0);
+        let reflected: i64 =
+            self.store.channel_state(REFLECTED.0, REFLECTED.1).await?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut actionable: std::collections::VecDeque<Signal> = std::collections::VecDeque::new();
+        let mut cursor = reflected.max(newest - MAX_EVIDENCE_SCAN);
+        loop {
+            let page = self
+                .store
+                .list_signals(&SignalQuery { after_seq: Some(cursor), limit: READ_PAGE, ..SignalQuery::default() })
+                .await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.seq;
+            let full = page.len() == READ_PAGE as usize;
+            for signal in page {
+                let in_window = signal.last_seen >= since_time;
+                if signal.seq <= newest && in_window && detect::actionable(&signal) {
+                    actionable.push_back(signal);
+                    if actionable.len() > MAX_ACTIONABLE_EVIDENCE.min(max) {
+                        actionable.pop_front();
+                    }
+                }
+            }
+            if !full || cursor >= newest {
+                break;
+            }
+        }
+        let taken: HashSet<SignalId> = actionable.iter().map(|s| s.id).collect();
+        let rest: Vec<Signal> = recent.into_iter().filter(|s| !taken.contains(&s.id)).collect();
+        let room = max.saturating_sub(actionable.len());
+        let mut signals: Vec<Signal> = actionable.into_iter().chain(fair_share(rest, room)).collect();
+        signals.sort_by_key(|s| s.seq);
+        Ok((signals, newest))
+    }
+
     async fn reflect_run(&self, run_id: &str, upkeep: &Upkeep) -> anyhow::Result<Reflected> {
         use anyhow::Context as _;
         let now = self.now();
@@ -414,16 +475,7 @@ impl Intelligence {
             approval_ageing: settings.approval_ageing,
         };
 
-        let mut signals = self
-            .store
-            .list_signals(&SignalQuery {
-                since: Some(now - settings.lookback),
-                limit: settings.max_evidence,
-                ..SignalQuery::default()
-            })
-            .await
-            .context("reading recent signals")?;
-        signals.reverse();
+        let (signals, read_to) = self.evidence_signals(now).await.context("reading recent signals")?;
         let mut memories = Vec::new();
         for (kind, limit) in
             [(MemoryKind::IgnoredNoise, 200), (MemoryKind::WatchItem, 50), (MemoryKind::RecurringTask, 50)]
@@ -506,6 +558,7 @@ impl Intelligence {
             }),
             created,
             next_followup,
+            read_to,
         };
         let dir = settings.data_dir.clone();
         let run_id = run_id.to_owned();
@@ -781,6 +834,37 @@ struct Reflected {
     body: serde_json::Value,
     created: Vec<SuggestionId>,
     next_followup: Option<DateTime<Utc>>,
+    /// The newest `seq` this reflection looked at.
+    read_to: i64,
+}
+
+/// Up to `room` signals from `recent` (newest first), shared between sources and
+/// conversations: one from each in turn, newest first, so a flood from one place cannot
+/// crowd out the rest.
+fn fair_share(recent: Vec<Signal>, room: usize) -> Vec<Signal> {
+    let mut groups: Vec<(String, std::collections::VecDeque<Signal>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for signal in recent {
+        let place = signal.conversation.as_ref().map(|c| c.id.as_str()).unwrap_or_default();
+        let key = format!("{}\u{0}{place}", signal.source.as_str());
+        let at = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, std::collections::VecDeque::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push_back(signal);
+    }
+    let mut taken = Vec::with_capacity(room);
+    while taken.len() < room && groups.iter().any(|(_, g)| !g.is_empty()) {
+        for (_, group) in groups.iter_mut() {
+            if taken.len() == room {
+                break;
+            }
+            if let Some(signal) = group.pop_front() {
+                taken.push(signal);
+            }
+        }
+    }
+    taken
 }
 
 /// What a run put in front of the owner: `dispatch.json`.

@@ -16,6 +16,7 @@ conformance!(
     of_many_simultaneous_answers_exactly_one_wins,
     a_simulated_owner_teaches_the_ranking_and_a_changed_owner_is_heard,
     only_the_owner_and_allowed_accounts_answer_from_a_channel,
+    a_flood_from_one_source_does_not_hide_a_trickle_of_questions,
 );
 
 pub fn settings(data_dir: &std::path::Path) -> Settings {
@@ -272,4 +273,66 @@ async fn a_simulated_owner_teaches_the_ranking_and_a_changed_owner_is_heard(db: 
     for r in &history[history.len() - 5..] {
         assert_eq!(r.3.as_deref(), Some("reminder"), "{history:?}");
     }
+}
+
+/// A campaign saw 100,000 API events beside colleagues' questions: both reflections read
+/// only "the 1,000 most recent signals", all API events, and raised nothing. The questions
+/// read since the last reflection are always in its evidence, and the rest of the window
+/// is shared between sources and conversations.
+async fn a_flood_from_one_source_does_not_hide_a_trickle_of_questions(db: Db) {
+    let h = harness(db, Retention::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let intel = intelligence(&h, dir.path());
+    let now = h.clock.now();
+    let colleagues: Vec<String> = (0..30).map(|n| format!("colleague{n}")).collect();
+    for (n, who) in colleagues.iter().enumerate() {
+        h.store.ingest(question(&format!("q{n}"), who, now)).await.unwrap();
+    }
+    // Then the flood: five times the evidence window, from one script.
+    let flood: Vec<NewSignal> = (0..5_000)
+        .map(|n| {
+            let mut s = NewSignal::new(
+                Source::parse("api").unwrap(),
+                SignalKind::parse("event").unwrap(),
+                format!("build {n} finished"),
+            );
+            s.external_id = Some(format!("build-{n}"));
+            s.conversation = Some(Conversation { id: "ci".into(), title: None, thread_id: None, reply_to: None });
+            s
+        })
+        .collect();
+    h.store.ingest_many(flood).await.unwrap();
+
+    let report = intel.pulse(true).await.unwrap();
+    let run = h.store.run(report.run_id.as_deref().unwrap()).await.unwrap().unwrap();
+    let evidence = run.body["evidence"]["signals"].as_array().unwrap();
+    assert!(evidence.len() <= 1000, "the window stays bounded: {}", evidence.len());
+    let questions = evidence.iter().filter(|s| s["source"] == "telegram").count();
+    assert_eq!(questions, 30, "every question read since the last reflection is in its evidence");
+    assert!(evidence.iter().any(|s| s["source"] == "api"), "the flood is seen too, in its share");
+    assert!(!report.created.is_empty(), "the questions were suggested: {report:?}");
+    for suggestion in intel.store().suggestions_by_id(&report.created).await.unwrap() {
+        assert!(suggestion.title.contains("colleague"), "{}", suggestion.title);
+    }
+
+    // The next reflection starts after this one: old questions are not forced in again,
+    // a new one is.
+    h.clock.advance(Duration::hours(1));
+    h.store.ingest(question("late", "latecomer", h.clock.now())).await.unwrap();
+    let more: Vec<NewSignal> = (5_000..7_000)
+        .map(|n| {
+            let mut s = NewSignal::new(
+                Source::parse("api").unwrap(),
+                SignalKind::parse("event").unwrap(),
+                format!("build {n} finished"),
+            );
+            s.external_id = Some(format!("build-{n}"));
+            s
+        })
+        .collect();
+    h.store.ingest_many(more).await.unwrap();
+    let report = intel.pulse(true).await.unwrap();
+    let run = h.store.run(report.run_id.as_deref().unwrap()).await.unwrap().unwrap();
+    let evidence = run.body["evidence"]["signals"].as_array().unwrap();
+    assert!(evidence.iter().any(|s| s["actor"] == "latecomer"), "the new question is in");
 }
