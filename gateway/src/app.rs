@@ -39,6 +39,14 @@ pub struct Application {
     _lock: Option<DatabaseLock>,
 }
 
+/// SQLite's words for a file that is not (or no longer) a sound database.
+fn is_damaged(error: &loopgate_engine::StoreError) -> bool {
+    let text = error.to_string();
+    ["file is not a database", "database disk image is malformed", "file is encrypted"]
+        .iter()
+        .any(|damage| text.contains(damage))
+}
+
 /// An exclusive lock on `<database>.lock` beside a SQLite file, released when dropped
 /// (or when the process dies, however it dies).
 pub struct DatabaseLock {
@@ -98,9 +106,17 @@ impl Application {
                 .create(&settings.data_dir)
                 .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
         }
-        let store = Store::open(&settings.store, clock)
-            .await
-            .with_context(|| format!("opening the database {}", redact_url(&settings.store.url)))?;
+        let store = match Store::open(&settings.store, clock).await {
+            Ok(store) => store,
+            Err(error) if is_damaged(&error) => anyhow::bail!(
+                "the database {} is damaged ({error}): nothing was changed. Restore a backup with `loopgate restore \
+                 PATH --force` (the damaged file is kept beside it), or move the file away to start afresh",
+                redact_url(&settings.store.url)
+            ),
+            Err(error) => {
+                return Err(error).with_context(|| format!("opening the database {}", redact_url(&settings.store.url)));
+            }
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("listening on {} (is another loopgate running?)", settings.listen))?;

@@ -421,3 +421,24 @@ fn an_import_does_not_bring_back_what_was_forgotten_nor_take_a_misspelt_field() 
     assert_eq!(code, 1);
     assert!(stderr.contains("an existing file is not replaced"), "{stderr}");
 }
+
+/// A database file that is garbage or cut short is reported at start with how to restore,
+/// and never recreated.
+#[test]
+fn a_damaged_database_at_start_is_reported_with_how_to_restore_and_left_alone() {
+    let home = tempfile::tempdir().unwrap();
+    let config = write_config(home.path(), "");
+    for n in 0..12 {
+        let text = format!("note {n} {}", "words ".repeat(600));
+        assert_eq!(run_cli(&config, &["signal", "--external-id", &format!("n{n}"), &text], &[]).0, 0);
+    }
+    let db = home.path().join("loopgate.db");
+    let whole = std::fs::read(&db).unwrap();
+    for (what, damaged) in [("garbage", vec![0x42u8; whole.len()]), ("cut short", whole[..whole.len() / 3].to_vec())] {
+        std::fs::write(&db, &damaged).unwrap();
+        let (code, _, stderr) = run_cli(&config, &["serve"], &[]);
+        assert_eq!(code, 1, "{what}: {stderr}");
+        assert!(stderr.contains("is damaged") && stderr.contains("loopgate restore PATH --force"), "{what}: {stderr}");
+        assert_eq!(std::fs::read(&db).unwrap(), damaged, "{what}: the file is left as it was");
+    }
+}
